@@ -15,6 +15,10 @@ import sys
 _COMMANDS: tuple[tuple[str, str], ...] = (
     ("info", "gs4_slam.info"),
     ("demo", "gs4_slam.demo"),
+    ("dataset", "gs4_slam.datasets.command"),
+    ("generate", "gs4_slam.synthetic.command"),
+    ("eval", "gs4_slam.evaluate"),
+    ("train", "gs4_slam.train_command"),
 )
 
 
