@@ -152,6 +152,7 @@ class GenerationReport:
     frames: int
     room_type: str
     nyu40_ids: list[int]
+    num_triangles: int = 0
     setup_s: float = 0.0
     render_s: float = 0.0
     noise_s: float = 0.0
@@ -206,7 +207,9 @@ def write_sequence(
     _prepare_output(out_dir, overwrite)
     start = time.perf_counter()
     sequence = SyntheticSequence(config)
-    report = GenerationReport(out_dir, config.frames, sequence.scene.room_type, sorted(sequence.scene.class_ids()))
+    report = GenerationReport(
+        out_dir, config.frames, sequence.scene.room_type, sorted(sequence.scene.class_ids()), sequence.renderer.num_triangles
+    )
     k4 = np.eye(4)
     k4[:3, :3] = sequence.intrinsics.K
     for name in ("intrinsic_color.txt", "intrinsic_depth.txt"):

@@ -117,44 +117,72 @@ def _hash01(ix: np.ndarray, iy: np.ndarray, salt: np.ndarray) -> np.ndarray:
     return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / (1 << 24))
 
 
-def value_noise(x: np.ndarray, y: np.ndarray, salt: np.ndarray) -> np.ndarray:
-    """Smooth lattice noise in [0, 1] with unit feature size."""
-    fx, fy = np.floor(x), np.floor(y)
-    ix, iy = fx.astype(np.int64), fy.astype(np.int64)
-    tx, ty = x - fx, y - fy
-    tx, ty = tx * tx * (3 - 2 * tx), ty * ty * (3 - 2 * ty)
-    n00, n10 = _hash01(ix, iy, salt), _hash01(ix + 1, iy, salt)
-    n01, n11 = _hash01(ix, iy + 1, salt), _hash01(ix + 1, iy + 1, salt)
-    return (n00 * (1 - tx) + n10 * tx) * (1 - ty) + (n01 * (1 - tx) + n11 * tx) * ty
+class NoiseTexture:
+    """Tileable fractal noise sampled at arbitrary surface coordinates.
+
+    Evaluating lattice noise per pixel costs dozens of array passes; instead a
+    periodic fractal texture is built once and sampled with OpenCV's bilinear
+    ``remap`` (one vectorised pass). Coordinates are in feature units: the
+    coarsest octave has one random value per unit.
+    """
+
+    SIZE_PX = 256
+    CELLS = 8  # coarsest lattice cells across the texture
+    _BLOCK = 256  # remap wants 2-D maps below 32767 rows
+
+    def __init__(self, seed: int = 0, octaves: int = 4) -> None:
+        rng = np.random.default_rng(seed)
+        total = np.zeros((self.SIZE_PX, self.SIZE_PX), np.float32)
+        for octave in range(octaves):
+            cells = self.CELLS * 2**octave
+            total += 0.5**octave * self._tileable_lattice(rng.random((cells, cells), dtype=np.float32))
+        total -= total.min()
+        self.texture = total / total.max()
+        self.px_per_unit = self.SIZE_PX / self.CELLS
+
+    def _tileable_lattice(self, grid: np.ndarray) -> np.ndarray:
+        # Wrap-padding before a smooth upsampling keeps the result periodic (seamless).
+        cells = grid.shape[0]
+        scale = self.SIZE_PX // cells
+        padded = np.pad(grid, 2, mode="wrap")
+        up = cv2.resize(padded, (padded.shape[1] * scale, padded.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
+        return up[2 * scale : 2 * scale + self.SIZE_PX, 2 * scale : 2 * scale + self.SIZE_PX]
+
+    def sample(self, u: np.ndarray, v: np.ndarray, salt: np.ndarray) -> np.ndarray:
+        """float32 [N] noise in [0, 1] at (u, v); ``salt`` shifts the pattern per surface."""
+        n = u.size
+        if n == 0:
+            return np.zeros(0, np.float32)
+        size = float(self.SIZE_PX)
+        shift = (salt.astype(np.int64) * 7919) % self.SIZE_PX
+        x = np.mod(u * self.px_per_unit + shift, size).astype(np.float32)
+        y = np.mod(v * self.px_per_unit + (shift * 3) % self.SIZE_PX, size).astype(np.float32)
+        padded = -(-n // self._BLOCK) * self._BLOCK
+        map_x = np.zeros(padded, np.float32)
+        map_y = np.zeros(padded, np.float32)
+        map_x[:n], map_y[:n] = x, y
+        out = cv2.remap(
+            self.texture, map_x.reshape(-1, self._BLOCK), map_y.reshape(-1, self._BLOCK),
+            cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP,
+        )
+        return out.reshape(-1)[:n]
 
 
-def fbm(x: np.ndarray, y: np.ndarray, salt: np.ndarray, octaves: int = 3) -> np.ndarray:
-    """Fractal sum of value noise, in [0, 1]."""
-    total = np.zeros_like(x)
-    amplitude, norm = 1.0, 0.0
-    for octave in range(octaves):
-        scale = float(2**octave)
-        total += amplitude * value_noise(x * scale, y * scale, salt + 1013 * octave)
-        norm += amplitude
-        amplitude *= 0.5
-    return total / norm
-
-
-def _pattern(name: str, u: np.ndarray, v: np.ndarray, salt: np.ndarray) -> np.ndarray:
+def _pattern(name: str, u: np.ndarray, v: np.ndarray, salt: np.ndarray, noise: NoiseTexture) -> np.ndarray:
     """Pattern value in [0, 1] at coordinates already divided by the feature size."""
     if name == "plain":
         return np.zeros_like(u)
     if name == "noise":
-        return fbm(u, v, salt)
+        return noise.sample(u, v, salt)
     if name == "stripes":
-        return 0.5 + 0.5 * np.sin(2 * np.pi * (u + 0.3 * fbm(0.5 * u, 0.5 * v, salt)))
+        return 0.5 + 0.5 * np.sin(2 * np.pi * (u + 0.3 * noise.sample(0.5 * u, 0.5 * v, salt)))
     if name == "tiles":
         grout = (u - np.floor(u) < 0.04) | (v - np.floor(v) < 0.04)
         tile = 0.3 * _hash01(np.floor(u).astype(np.int64), np.floor(v).astype(np.int64), salt)
         return np.where(grout, 1.0, tile).astype(np.float32)
     if name == "wood":
         plank = np.floor(v).astype(np.int64)
-        grain = 0.5 + 0.5 * np.sin(2 * np.pi * (5 * v + 2.5 * fbm(0.3 * u, 4 * v, salt)))
+        grain = 0.5 + 0.5 * np.sin(2 * np.pi * (5 * v + 2.5 * noise.sample(0.3 * u, 4 * v, salt)))
         seam = v - np.floor(v) < 0.03
         shade = _hash01(plank, np.floor(u / 4 + 0.5 * (plank % 2)).astype(np.int64), salt)
         return np.where(seam, 1.0, 0.6 * grain + 0.4 * shade).astype(np.float32)
@@ -204,6 +232,7 @@ class SceneRenderer:
         self._raycaster.add_triangles(
             o3d.core.Tensor(self.mesh.vertices), o3d.core.Tensor(self.mesh.triangles)
         )
+        self._noise = NoiseTexture()
         self._rays_cache: dict[Intrinsics, tuple[np.ndarray, np.ndarray]] = {}
         self._light_pos = np.array([l.position_m for l in scene.lights], dtype=np.float32).reshape(-1, 3)
         self._light_rgb = np.array(
@@ -227,10 +256,10 @@ class SceneRenderer:
         rotation = matrix[:3, :3].astype(np.float32)
         origin = matrix[:3, 3].astype(np.float32)
         rays_cam, inverse_length = self._rays(intrinsics)
+        directions = np.dot(rays_cam, rotation.T)
         rays = np.empty((len(rays_cam), 6), dtype=np.float32)
         rays[:, :3] = origin
-        directions = rays[:, 3:]
-        np.matmul(rays_cam, rotation.T, out=directions)
+        rays[:, 3:] = directions
         hits = self._raycaster.cast_rays(o3d.core.Tensor.from_numpy(rays))
         t_hit = hits["t_hit"].numpy()
         hit = np.isfinite(t_hit)
@@ -284,21 +313,23 @@ class SceneRenderer:
         for index, name in enumerate(PATTERNS):
             chosen = pattern_id == index
             if chosen.any():
-                value[chosen] = _pattern(name, u[chosen] / scale[chosen], v[chosen] / scale[chosen], salt[chosen])
+                value[chosen] = _pattern(
+                    name, u[chosen] / scale[chosen], v[chosen] / scale[chosen], salt[chosen], self._noise
+                )
         mix = (mesh.part_contrast[part] * value)[:, None]
         albedo = mesh.part_base[part] * (1 - mix) + mesh.part_accent[part] * mix
         # Fine detail everywhere gives photometric tracking gradients even on plain paint.
-        detail = 0.9 + 0.2 * value_noise(u * 25.0, v * 25.0, salt + 7)
+        detail = 0.9 + 0.2 * self._noise.sample(u * 25.0, v * 25.0, salt + 7)
         return albedo * detail[:, None]
 
     def _irradiance(self, points: np.ndarray, normal: np.ndarray) -> np.ndarray:
         light = np.full((len(points), 3), self.scene.ambient, dtype=np.float32)
         for position, rgb in zip(self._light_pos, self._light_rgb):
             to_light = position - points
-            distance = np.linalg.norm(to_light, axis=1)
-            lambert = np.maximum(np.einsum("ij,ij->i", normal, to_light) / np.maximum(distance, 1e-6), 0.0)
-            falloff = 1.0 / (1.0 + (distance / self.LIGHT_FALLOFF_M) ** 2)
-            light += (lambert * falloff * 1.6)[:, None] * rgb
+            distance_sq = np.einsum("ij,ij->i", to_light, to_light)
+            lambert = np.einsum("ij,ij->i", normal, to_light) / np.sqrt(np.maximum(distance_sq, 1e-12))
+            weight = np.maximum(lambert, 0.0) * (1.6 / (1.0 + distance_sq / self.LIGHT_FALLOFF_M**2))
+            light += weight[:, None] * rgb
         return light
 
 
