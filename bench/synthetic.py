@@ -7,6 +7,7 @@ Run from the repository root::
 Prints a table per seed (with and without sensor noise) and ends with one line
 holding a JSON object of the summary numbers. Everything is measured here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,10 @@ def run(seeds: list[int], frames: int, width: int, height: int) -> dict:
                 report = write_sequence(os.path.join(tmp, f"s{seed}_{int(noise)}"), config)
                 rows.append((seed, noise, report))
 
-    header = f"{'seed':>4}  {'room':<9} {'noise':<5} {'tris':>5}  {'setup s':>7}  {'render ms':>9}  {'noise ms':>8}  {'write ms':>8}  {'frames/s':>8}"
+    header = (
+        f"{'seed':>4}  {'room':<9} {'noise':<5} {'tris':>5}  {'setup s':>7}  "
+        f"{'render ms':>9}  {'noise ms':>8}  {'write ms':>8}  {'frames/s':>8}"
+    )
     print(f"synthetic generation, {frames} frames per run at {width}x{height}, {os.cpu_count()} CPU(s)")
     print(header)
     print("-" * len(header))
@@ -36,7 +40,8 @@ def run(seeds: list[int], frames: int, width: int, height: int) -> dict:
         n = r.frames
         print(
             f"{seed:>4}  {r.room_type:<9} {'yes' if noise else 'no':<5} {r.num_triangles:>5}  {r.setup_s:>7.3f}  "
-            f"{1000 * r.render_s / n:>9.1f}  {1000 * r.noise_s / n:>8.1f}  {1000 * r.write_s / n:>8.1f}  {r.frames_per_s:>8.1f}"
+            f"{1000 * r.render_s / n:>9.1f}  {1000 * r.noise_s / n:>8.1f}  {1000 * r.write_s / n:>8.1f}  "
+            f"{r.frames_per_s:>8.1f}"
         )
 
     def overall_fps(with_noise: bool) -> float:

@@ -4,6 +4,7 @@ Prints ATE (after rigid Horn/Umeyama alignment) and RPE, and writes
 ``metrics.json`` and ``trajectory.png`` (top view of both trajectories and the
 error over time) to the output folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,7 +77,7 @@ def evaluate_trajectory_files(
     return metrics
 
 
-def plot_ate(result: "AteResult", path: str | Path, plane: str = "xy", title: str = "") -> None:
+def plot_ate(result: AteResult, path: str | Path, plane: str = "xy", title: str = "") -> None:
     """PNG: top view of ground truth and aligned estimate, and the error over time."""
     # The object-oriented API with the Agg canvas: no pyplot, no global backend state.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -115,9 +116,13 @@ def plot_ate(result: "AteResult", path: str | Path, plane: str = "xy", title: st
 
 
 def _print_metrics(metrics: dict) -> None:
-    print(f"pairs        {metrics['num_pairs']} (estimate {metrics['num_estimated']}, ground truth {metrics['num_ground_truth']})")
+    counts = f"estimate {metrics['num_estimated']}, ground truth {metrics['num_ground_truth']}"
+    print(f"pairs        {metrics['num_pairs']} ({counts})")
     print(f"ATE RMSE     {metrics['ate_rmse_m'] * 100:.3f} cm")
-    print(f"ATE mean     {metrics['ate_mean_m'] * 100:.3f} cm   median {metrics['ate_median_m'] * 100:.3f} cm   max {metrics['ate_max_m'] * 100:.3f} cm")
+    print(
+        f"ATE mean     {metrics['ate_mean_m'] * 100:.3f} cm   median {metrics['ate_median_m'] * 100:.3f} cm   "
+        f"max {metrics['ate_max_m'] * 100:.3f} cm"
+    )
     if not math.isclose(metrics["alignment_scale"], 1.0, abs_tol=1e-9):
         print(f"scale        {metrics['alignment_scale']:.4f}")
     print(f"RPE trans    {metrics['rpe_trans_rmse_m'] * 100:.3f} cm (RMSE per {metrics['rpe_delta_frames']} frame(s))")
@@ -129,7 +134,12 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         metrics = evaluate_trajectory_files(
-            args.est, args.gt, args.out, max_dt_s=args.max_dt, rpe_delta=args.delta, plane=args.plane,
+            args.est,
+            args.gt,
+            args.out,
+            max_dt_s=args.max_dt,
+            rpe_delta=args.delta,
+            plane=args.plane,
             with_scale=args.scale,
         )
     except (TrajectoryError, ValueError) as exc:
@@ -150,7 +160,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--est", required=True, help="estimated trajectory, TUM format")
     parser.add_argument("--gt", required=True, help="ground-truth trajectory, TUM format")
-    parser.add_argument("--out", default="output/eval", help="folder for trajectory.png and metrics.json (default output/eval)")
+    parser.add_argument(
+        "--out", default="output/eval", help="folder for trajectory.png and metrics.json (default output/eval)"
+    )
     parser.add_argument("--max-dt", type=float, default=0.02, help="association threshold in seconds (default 0.02)")
     parser.add_argument("--delta", type=int, default=1, help="RPE pair distance in frames (default 1)")
     parser.add_argument("--plane", choices=sorted(_PLANES), default="xy", help="axes of the top view (default xy)")

@@ -12,6 +12,7 @@ Class ``i`` of the list is train id ``i``; every source id not listed maps to
 :data:`~gs4_slam.frame.IGNORE_LABEL`. The loader is generic so that users can add
 their own sets next to the built-in one.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,11 +27,47 @@ from gs4_slam.frame import IGNORE_LABEL
 
 #: The NYU40 class names, index = NYU40 id (0 = unlabelled).
 NYU40_NAMES: tuple[str, ...] = (
-    "unlabeled", "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
-    "bookshelf", "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow",
-    "mirror", "floor mat", "clothes", "ceiling", "books", "refrigerator", "television", "paper",
-    "towel", "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink",
-    "lamp", "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
+    "unlabeled",
+    "wall",
+    "floor",
+    "cabinet",
+    "bed",
+    "chair",
+    "sofa",
+    "table",
+    "door",
+    "window",
+    "bookshelf",
+    "picture",
+    "counter",
+    "blinds",
+    "desk",
+    "shelves",
+    "curtain",
+    "dresser",
+    "pillow",
+    "mirror",
+    "floor mat",
+    "clothes",
+    "ceiling",
+    "books",
+    "refrigerator",
+    "television",
+    "paper",
+    "towel",
+    "shower curtain",
+    "box",
+    "whiteboard",
+    "person",
+    "night stand",
+    "toilet",
+    "sink",
+    "lamp",
+    "bathtub",
+    "bag",
+    "otherstructure",
+    "otherfurniture",
+    "otherprop",
 )
 
 #: Name of the set used when nothing else is asked for.
@@ -163,9 +200,7 @@ def _resolve(name_or_path: str | Path) -> Path:
         path = folder / f"{name_or_path}.yaml"
         if path.is_file():
             return path.resolve()
-    raise LabelSetError(
-        f"no label set named {str(name_or_path)!r}; available: {available_label_sets()}"
-    )
+    raise LabelSetError(f"no label set named {str(name_or_path)!r}; available: {available_label_sets()}")
 
 
 @lru_cache(maxsize=16)

@@ -1,4 +1,5 @@
 """Dataset readers: real TUM and Replica data, small sequences made here, and bad input."""
+
 from __future__ import annotations
 
 import shutil
@@ -166,7 +167,9 @@ def test_tum_intrinsics_and_depth_scale_overrides(tmp_path):
 
 def test_reader_options_on_the_command_line(tmp_path, capsys):
     root = make_tum(tmp_path / "seq", n=4)
-    rc = cli.main(["dataset", str(root), "--fx", "400", "--depth-scale", "2500", "--stride", "2", "--resize", "320x240"])
+    rc = cli.main(
+        ["dataset", str(root), "--fx", "400", "--depth-scale", "2500", "--stride", "2", "--resize", "320x240"]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "2 selected of 4" in out and "fx 200.00" in out and "2500" in out

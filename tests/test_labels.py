@@ -1,4 +1,5 @@
 """Label sets: the built-in ScanNet-20 mapping and user-defined YAML sets."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,26 @@ from gs4_slam.frame import IGNORE_LABEL
 from gs4_slam.labels import NYU40_NAMES, LabelSetError, available_label_sets, load_label_set
 
 SCANNET20 = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
-    "counter", "desk", "curtain", "refrigerator", "shower curtain", "toilet", "sink", "bathtub", "otherfurniture",
+    "wall",
+    "floor",
+    "cabinet",
+    "bed",
+    "chair",
+    "sofa",
+    "table",
+    "door",
+    "window",
+    "bookshelf",
+    "picture",
+    "counter",
+    "desk",
+    "curtain",
+    "refrigerator",
+    "shower curtain",
+    "toilet",
+    "sink",
+    "bathtub",
+    "otherfurniture",
 )
 SCANNET20_NYU40 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
 
@@ -55,8 +74,11 @@ def test_user_label_set_from_a_file(tmp_path):
     "body, message",
     [
         ("name: x\nclasses:\n  - {name: a, color: [1, 2, 3], ids: [1]}\n", "unknown key"),
-        ("name: x\nclasses:\n  - {name: a, color: [1, 2, 3], source_ids: [1]}\n"
-         "  - {name: b, color: [1, 2, 3], source_ids: [1]}\n", "mapped to two classes"),
+        (
+            "name: x\nclasses:\n  - {name: a, color: [1, 2, 3], source_ids: [1]}\n"
+            "  - {name: b, color: [1, 2, 3], source_ids: [1]}\n",
+            "mapped to two classes",
+        ),
         ("name: x\nclasses:\n  - {name: a, color: [1, 2, 300]}\n", "colour must be"),
         ("name: x\nclasses: []\n", "no classes"),
     ],

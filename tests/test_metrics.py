@@ -1,4 +1,5 @@
 """Metrics: hand-computed cases for every metric, alignment invariance, the eval command."""
+
 from __future__ import annotations
 
 import json
@@ -281,7 +282,9 @@ def test_eval_command_prints_numbers_and_writes_plot(tmp_path, capsys):
 
 def test_eval_command_reports_bad_input_without_traceback(tmp_path, capsys):
     (tmp_path / "gt.txt").write_text("0 0 0 0 0 0 0 1\n")
-    rc = cli.main(["eval", "--est", str(tmp_path / "missing.txt"), "--gt", str(tmp_path / "gt.txt"), "--out", str(tmp_path)])
+    rc = cli.main(
+        ["eval", "--est", str(tmp_path / "missing.txt"), "--gt", str(tmp_path / "gt.txt"), "--out", str(tmp_path)]
+    )
     err = capsys.readouterr().err
     assert rc == 1
     assert "missing.txt" in err and "not found" in err and "Traceback" not in err

@@ -1,4 +1,5 @@
 """Synthetic scenes: determinism, labels, geometric consistency, camera paths, noise, CLI."""
+
 from __future__ import annotations
 
 import numpy as np

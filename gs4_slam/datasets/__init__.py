@@ -9,6 +9,7 @@ Every reader is a :class:`SequenceReader`: ``len()``, iteration, indexing,
 The names below load on first use, so that the command line can import the
 light ``gs4_slam.datasets.args`` without OpenCV.
 """
+
 from __future__ import annotations
 
 import importlib

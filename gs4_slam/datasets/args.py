@@ -1,4 +1,5 @@
 """Reader options as command-line flags; light to import (the CLI builds its parser from it)."""
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ Readers are lazy: construction reads only the small index files (lists, poses,
 intrinsics); images are read when a frame is asked for, so a sequence of any
 length costs the memory of one frame.
 """
+
 from __future__ import annotations
 
 import abc
@@ -114,7 +115,7 @@ class ReaderOptions:
         chosen = range(self.start, num_frames, self.stride)
         return chosen if self.limit is None else chosen[: self.limit]
 
-    def with_updates(self, **changes) -> "ReaderOptions":
+    def with_updates(self, **changes) -> ReaderOptions:
         return replace(self, **changes)
 
 
@@ -371,7 +372,7 @@ def frame_number(path: Path, prefix: str = "") -> int | None:
     stem = path.stem
     if not stem.startswith(prefix):
         return None
-    digits = stem[len(prefix):]
+    digits = stem[len(prefix) :]
     return int(digits) if digits.isdigit() else None
 
 
@@ -402,8 +403,7 @@ def check_same_frames(reference: dict[int, Path], ref_what: str, other: dict[int
     if extra:
         detail.append(f"no {ref_what} for {other_what} {other[extra[0]]}")
     raise DatasetError(
-        f"{ref_what} and {other_what} lists differ in length ({len(reference)} vs {len(other)}): "
-        + "; ".join(detail)
+        f"{ref_what} and {other_what} lists differ in length ({len(reference)} vs {len(other)}): " + "; ".join(detail)
     )
 
 

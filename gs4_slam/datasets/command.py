@@ -1,4 +1,5 @@
 """`gs4-slam dataset`: check that a sequence folder reads, and summarise it."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Open a dataset folder by kind (or detect the kind from its files)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,9 +35,7 @@ def detect_kind(path: str | Path) -> str:
     )
 
 
-def open_dataset(
-    kind: str, path: str | Path, options: ReaderOptions | None = None, **option_fields
-) -> SequenceReader:
+def open_dataset(kind: str, path: str | Path, options: ReaderOptions | None = None, **option_fields) -> SequenceReader:
     """Open a sequence folder.
 
     Args:

@@ -10,6 +10,7 @@
 Frame number ``n`` takes line ``n`` of ``traj.txt``. Without ``cam_params.json``
 the published values of these renders are used (with a warning).
 """
+
 from __future__ import annotations
 
 import json

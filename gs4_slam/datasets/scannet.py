@@ -11,6 +11,7 @@
 Frames whose pose is not finite are skipped and counted (``skipped_invalid_pose``).
 ScanNet has no timestamps; frame ``i`` is at ``i / rate_hz``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,6 +6,7 @@ each frame takes the ground-truth pose nearest in time within the same bound.
 Depth is 16-bit PNG in units of 1/5000 m. The same layout serves sequences
 recorded with other sensors through the intrinsics and depth-scale overrides.
 """
+
 from __future__ import annotations
 
 import logging
@@ -86,9 +87,7 @@ class TumReader(SequenceReader):
         depth_t, depth_names = read_file_list(depth_list)
         i_rgb, i_depth = associate(rgb_t, depth_t, opts.max_time_diff_s)
         if i_rgb.size == 0:
-            raise DatasetError(
-                f"{rgb_list} and {depth_list}: no colour/depth pair within {opts.max_time_diff_s} s"
-            )
+            raise DatasetError(f"{rgb_list} and {depth_list}: no colour/depth pair within {opts.max_time_diff_s} s")
         if i_rgb.size < 0.5 * min(rgb_t.size, depth_t.size):
             log.warning("%s: only %d of %d colour images have a depth image", self.root, i_rgb.size, rgb_t.size)
         self._timestamps = rgb_t[i_rgb]
@@ -122,7 +121,9 @@ class TumReader(SequenceReader):
         match = nearest(self._timestamps, trajectory.timestamps_s, max_dt_s)
         self.frames_without_gt = int((match < 0).sum())
         if self.frames_without_gt:
-            log.info("%s: %d frame(s) have no ground-truth pose within %g s", self.root, self.frames_without_gt, max_dt_s)
+            log.info(
+                "%s: %d frame(s) have no ground-truth pose within %g s", self.root, self.frames_without_gt, max_dt_s
+            )
         matrices = np.full((match.size, 4, 4), np.nan)
         matrices[match >= 0] = trajectory.poses[match[match >= 0]]
         return matrices

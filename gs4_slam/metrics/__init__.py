@@ -1,4 +1,5 @@
 """Evaluation metrics: trajectories (ATE, RPE), images (PSNR, SSIM, depth L1), semantics (mIoU)."""
+
 from gs4_slam.metrics.image import depth_l1_cm, psnr, ssim, ssim_map
 from gs4_slam.metrics.semantic import ConfusionMatrix, SemanticScores
 from gs4_slam.metrics.trajectory import (

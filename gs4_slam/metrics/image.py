@@ -5,6 +5,7 @@ Colour inputs may be uint8 (scaled to [0, 1]) or float in [0, 1]; arrays are
 an 11x11 Gaussian window with sigma 1.5, zero padding of 5 pixels, constants
 (0.01)^2 and (0.03)^2, averaged over all pixels and channels.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ classes. Pixels whose ground truth is the ignore label do not count; a
 prediction outside ``0..C-1`` (e.g. "unknown") at a labelled pixel counts as a
 miss for the true class and as a false positive for no class.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ class ConfusionMatrix:
     ignore_label: int = IGNORE_LABEL
 
     @staticmethod
-    def empty(num_classes: int, ignore_label: int = IGNORE_LABEL) -> "ConfusionMatrix":
+    def empty(num_classes: int, ignore_label: int = IGNORE_LABEL) -> ConfusionMatrix:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         return ConfusionMatrix(
@@ -42,7 +43,7 @@ class ConfusionMatrix:
     @staticmethod
     def from_labels(
         pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_label: int = IGNORE_LABEL
-    ) -> "ConfusionMatrix":
+    ) -> ConfusionMatrix:
         matrix = ConfusionMatrix.empty(num_classes, ignore_label)
         matrix.update(pred, gt)
         return matrix
@@ -73,12 +74,12 @@ class ConfusionMatrix:
         self.counts += np.bincount(pairs, minlength=c * c).reshape(c, c)
         self.unpredicted += np.bincount(gt_flat[~predicted], minlength=c)
 
-    def __add__(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+    def __add__(self, other: ConfusionMatrix) -> ConfusionMatrix:
         if other.counts.shape != self.counts.shape:
             raise ValueError("confusion matrices of different class counts")
         return ConfusionMatrix(self.counts + other.counts, self.unpredicted + other.unpredicted, self.ignore_label)
 
-    def scores(self) -> "SemanticScores":
+    def scores(self) -> SemanticScores:
         true_pos = np.diag(self.counts).astype(np.float64)
         gt_total = self.counts.sum(axis=1) + self.unpredicted
         pred_total = self.counts.sum(axis=0)

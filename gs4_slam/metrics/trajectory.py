@@ -6,6 +6,7 @@ associated by nearest timestamp (each pose used at most once, at most
 transform minimising squared position error (Horn/Umeyama, no scale unless
 asked), and ATE is the RMSE of the remaining position differences.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class Trajectory:
         object.__setattr__(self, "poses", p)
 
     @staticmethod
-    def from_poses(timestamps_s: np.ndarray | list[float], poses: list[Pose]) -> "Trajectory":
+    def from_poses(timestamps_s: np.ndarray | list[float], poses: list[Pose]) -> Trajectory:
         matrices = np.stack([p.matrix for p in poses]) if poses else np.zeros((0, 4, 4))
         return Trajectory(np.asarray(timestamps_s, dtype=np.float64), matrices)
 
@@ -59,10 +60,10 @@ class Trajectory:
     def pose(self, k: int) -> Pose:
         return Pose(self.poses[k])
 
-    def subset(self, indices: np.ndarray) -> "Trajectory":
+    def subset(self, indices: np.ndarray) -> Trajectory:
         return Trajectory(self.timestamps_s[indices], self.poses[indices])
 
-    def transformed(self, T_new_old: np.ndarray) -> "Trajectory":
+    def transformed(self, T_new_old: np.ndarray) -> Trajectory:
         """Every pose pre-multiplied by a 4x4 transform (changes the world frame)."""
         return Trajectory(self.timestamps_s, np.asarray(T_new_old, dtype=np.float64) @ self.poses)
 

@@ -1,4 +1,5 @@
 """`gs4-slam generate`: write a synthetic semantic RGB-D sequence in the ScanNet layout."""
+
 from __future__ import annotations
 
 import argparse

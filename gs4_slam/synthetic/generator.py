@@ -8,6 +8,7 @@ The written folder is read back by :class:`gs4_slam.datasets.ScanNetReader`::
     label-filt/<i>.png (NYU40 ids)   intrinsic/intrinsic_{color,depth}.txt (4x4)
     groundtruth_tum.txt (TUM format, timestamps i / rate_hz)   scene.json
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -181,7 +182,9 @@ def _imwrite(path: Path, image: np.ndarray, params: list[int] | None = None) -> 
 def _prepare_output(out_dir: Path, overwrite: bool) -> None:
     existing = [out_dir / d for d in LAYOUT_DIRS if (out_dir / d).exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds a sequence ({existing[0].name}/); pass overwrite=True (--overwrite)")
+        raise FileExistsError(
+            f"{out_dir} already holds a sequence ({existing[0].name}/); pass overwrite=True (--overwrite)"
+        )
     for folder in existing:
         shutil.rmtree(folder)
     for name in LAYOUT_DIRS:
@@ -208,7 +211,11 @@ def write_sequence(
     start = time.perf_counter()
     sequence = SyntheticSequence(config)
     report = GenerationReport(
-        out_dir, config.frames, sequence.scene.room_type, sorted(sequence.scene.class_ids()), sequence.renderer.num_triangles
+        out_dir,
+        config.frames,
+        sequence.scene.room_type,
+        sorted(sequence.scene.class_ids()),
+        sequence.renderer.num_triangles,
     )
     k4 = np.eye(4)
     k4[:3, :3] = sequence.intrinsics.K
@@ -242,5 +249,7 @@ def write_sequence(
         report.write_s += t3 - t2
         if progress is not None:
             progress(i + 1, len(sequence))
-    log.info("wrote %d frames of a %s to %s (%.1f frames/s)", config.frames, report.room_type, out_dir, report.frames_per_s)
+    log.info(
+        "wrote %d frames of a %s to %s (%.1f frames/s)", config.frames, report.room_type, out_dir, report.frames_per_s
+    )
     return report

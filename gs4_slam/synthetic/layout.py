@@ -4,6 +4,7 @@ Placement is rejection sampling of axis-aligned 3-D boxes: an item fits when
 its bounding box (plus a small gap) overlaps nothing placed before it, so a
 window may sit above a low cabinet but not behind a bookshelf.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,7 +77,7 @@ class _Room:
     def wall_length(self, wall: int) -> float:
         return self.width if wall in (0, 2) else self.depth
 
-    def _aabb(self, item: _Item, x: float, y: float, yaw: float, z0: float) -> np.ndarray:
+    def aabb(self, item: _Item, x: float, y: float, yaw: float, z0: float) -> np.ndarray:
         half = np.abs(_yaw_matrix(yaw)[:2, :2]) @ np.array([item.width_m / 2, item.depth_m / 2])
         return np.array([[x - half[0], y - half[1], z0], [x + half[0], y + half[1], z0 + item.height_m]])
 
@@ -87,20 +88,26 @@ class _Room:
             np.any(box[1] + gap <= other[0]) or np.any(other[1] + gap <= box[0]) for other in self.occupied
         )
 
-    def commit(self, item: _Item, x: float, y: float, yaw: float, z0: float, obstacle: bool, keep_out_m: float = 0.0) -> None:
+    def commit(self, item: _Item, x: float, y: float, yaw: float, z0: float, obstacle: bool) -> np.ndarray:
+        """Add ``item`` at floor position (x, y), heading yaw, lifted z0; returns its box."""
         self.parts.extend(S.place(item.parts, x, y, yaw, z0))
-        box = self._aabb(item, x, y, yaw, z0)
+        box = self.aabb(item, x, y, yaw, z0)
         self.occupied.append(box)
         if obstacle:
             self.obstacles.append((box[0, 0], box[0, 1], box[1, 0], box[1, 1]))
-        if keep_out_m > 0:
-            # Space in front of a door stays free so that the room stays plausible.
-            front = _Item([], item.width_m + 0.2, keep_out_m, 2.1)
-            fx, fy, _ = self.wall_pose(self._last_wall, self._last_s, keep_out_m / 2)
-            self.occupied.append(self._aabb(front, fx, fy, yaw, 0.0))
+        return box
 
-    def on_wall(self, item: _Item, z0: float = 0.0, obstacle: bool = True, keep_out_m: float = 0.0, tries: int = 40) -> bool:
-        """Put ``item`` with its back to a random wall; False when it does not fit."""
+    def on_wall(
+        self, item: _Item, z0: float = 0.0, obstacle: bool = True, keep_out_m: float = 0.0, tries: int = 40
+    ) -> tuple[int, float] | None:
+        """Put ``item`` with its back to a random wall.
+
+        Args:
+            keep_out_m: depth of floor in front of the item that stays empty (doors).
+
+        Returns:
+            (wall, position along it) where it went, None when it did not fit.
+        """
         for _ in range(tries):
             wall = int(self.rng.integers(4))
             length = self.wall_length(wall)
@@ -108,11 +115,15 @@ class _Room:
                 continue
             s = self.rng.uniform(item.width_m / 2 + 0.05, length - item.width_m / 2 - 0.05)
             x, y, yaw = self.wall_pose(wall, s, item.depth_m / 2 + 0.005)
-            if self.fits(self._aabb(item, x, y, yaw, z0)):
-                self._last_wall, self._last_s = wall, s
-                self.commit(item, x, y, yaw, z0, obstacle, keep_out_m)
-                return True
-        return False
+            if not self.fits(self.aabb(item, x, y, yaw, z0)):
+                continue
+            self.commit(item, x, y, yaw, z0, obstacle)
+            if keep_out_m > 0:
+                front = _Item([], item.width_m + 0.2, keep_out_m, 2.1)
+                fx, fy, _ = self.wall_pose(wall, s, keep_out_m / 2)
+                self.occupied.append(self.aabb(front, fx, fy, yaw, 0.0))
+            return wall, s
+        return None
 
     def free_standing(self, item: _Item, tries: int = 40) -> bool:
         """Put ``item`` somewhere inside the room, at least 0.6 m from the walls."""
@@ -124,7 +135,7 @@ class _Room:
             if lo_x > hi_x or lo_y > hi_y:
                 return False
             x, y = self.rng.uniform(lo_x, hi_x), self.rng.uniform(lo_y, hi_y)
-            if self.fits(self._aabb(item, x, y, yaw, 0.0), gap=0.3):
+            if self.fits(self.aabb(item, x, y, yaw, 0.0), gap=0.3):
                 self.commit(item, x, y, yaw, 0.0, obstacle=True)
                 return True
         return False
@@ -153,7 +164,7 @@ def _desk_with_chair(rng: np.random.Generator) -> _Item:
 
 def _bathtub_with_curtain(rng: np.random.Generator) -> _Item:
     tub = S.bathtub(rng)
-    width = tub[0].size_m[0]  # type: ignore[union-attr]
+    width = _measure(tub).width_m
     curtain = S.place(S.shower_curtain(rng), -width / 4, 0.4, 0.0)
     return _measure(tub + curtain)
 
@@ -169,24 +180,41 @@ def _coffee_table(rng: np.random.Generator) -> _Item:
 # (builder, against a wall?, probability of including it)
 _FURNITURE: dict[str, list[tuple[Callable[[np.random.Generator], _Item], bool, float]]] = {
     "living": [
-        (_single(S.sofa), True, 1.0), (_coffee_table, False, 0.9), (_single(S.bookshelf), True, 0.8),
-        (_single(S.cabinet), True, 0.7), (_single(S.stool), False, 0.5), (_dining_set, False, 0.4),
+        (_single(S.sofa), True, 1.0),
+        (_coffee_table, False, 0.9),
+        (_single(S.bookshelf), True, 0.8),
+        (_single(S.cabinet), True, 0.7),
+        (_single(S.stool), False, 0.5),
+        (_dining_set, False, 0.4),
     ],
     "bedroom": [
-        (_single(S.bed), True, 1.0), (_single(S.cabinet), True, 0.9), (_single(S.cabinet), True, 0.5),
-        (_desk_with_chair, True, 0.7), (_single(S.bookshelf), True, 0.5), (_single(S.stool), False, 0.3),
+        (_single(S.bed), True, 1.0),
+        (_single(S.cabinet), True, 0.9),
+        (_single(S.cabinet), True, 0.5),
+        (_desk_with_chair, True, 0.7),
+        (_single(S.bookshelf), True, 0.5),
+        (_single(S.stool), False, 0.3),
     ],
     "office": [
-        (_desk_with_chair, True, 1.0), (_desk_with_chair, True, 0.7), (_single(S.bookshelf), True, 1.0),
-        (_single(S.bookshelf), True, 0.5), (_single(S.cabinet), True, 0.8), (_dining_set, False, 0.5),
+        (_desk_with_chair, True, 1.0),
+        (_desk_with_chair, True, 0.7),
+        (_single(S.bookshelf), True, 1.0),
+        (_single(S.bookshelf), True, 0.5),
+        (_single(S.cabinet), True, 0.8),
+        (_dining_set, False, 0.5),
     ],
     "kitchen": [
-        (_single(S.counter_with_sink), True, 1.0), (_single(S.refrigerator), True, 1.0),
-        (_single(S.cabinet), True, 0.8), (_dining_set, False, 0.9), (_single(S.stool), False, 0.3),
+        (_single(S.counter_with_sink), True, 1.0),
+        (_single(S.refrigerator), True, 1.0),
+        (_single(S.cabinet), True, 0.8),
+        (_dining_set, False, 0.9),
+        (_single(S.stool), False, 0.3),
     ],
     "bathroom": [
-        (_bathtub_with_curtain, True, 1.0), (_single(S.toilet), True, 1.0),
-        (_single(S.counter_with_sink), True, 0.9), (_single(S.cabinet), True, 0.5),
+        (_bathtub_with_curtain, True, 1.0),
+        (_single(S.toilet), True, 1.0),
+        (_single(S.counter_with_sink), True, 0.9),
+        (_single(S.cabinet), True, 0.5),
     ],
 }
 
@@ -197,19 +225,21 @@ _FURNITURE: dict[str, list[tuple[Callable[[np.random.Generator], _Item], bool, f
 def _shell(rng: np.random.Generator, room_type: str, size: tuple[float, float, float]) -> list[S.Part]:
     w, d, h = size
     t = 0.1
-    paint = S._pick(rng, S._PAINTS)
+    paint = S.pick_color(rng, S.PAINTS)
     if rng.random() < 0.3:
-        wall_mat = S.Material(paint, S._darker(paint, 0.8), "stripes", float(rng.uniform(0.08, 0.2)), 0.35)
+        wall_mat = S.Material(paint, S.darker(paint, 0.8), "stripes", float(rng.uniform(0.08, 0.2)), 0.35)
     else:
-        wall_mat = S.Material(paint, S._darker(paint, 0.75), "noise", float(rng.uniform(0.15, 0.4)), float(rng.uniform(0.2, 0.35)))
+        wall_mat = S.Material(
+            paint, S.darker(paint, 0.75), "noise", float(rng.uniform(0.15, 0.4)), float(rng.uniform(0.2, 0.35))
+        )
     if room_type in ("kitchen", "bathroom"):
-        tile = S._pick(rng, S._LACQUERS)
-        floor_mat = S.Material(tile, S._darker(tile, 0.5), "tiles", float(rng.uniform(0.3, 0.6)), 0.5)
+        tile = S.pick_color(rng, S.LACQUERS)
+        floor_mat = S.Material(tile, S.darker(tile, 0.5), "tiles", float(rng.uniform(0.3, 0.6)), 0.5)
     elif rng.random() < 0.7:
         floor_mat = S.wood(rng)
     else:
-        carpet = S._pick(rng, S._FABRICS)
-        floor_mat = S.Material(carpet, S._darker(carpet, 0.6), "noise", 0.1, 0.5)
+        carpet = S.pick_color(rng, S.FABRICS)
+        floor_mat = S.Material(carpet, S.darker(carpet, 0.6), "noise", 0.1, 0.5)
     ceiling_mat = S.Material((0.93, 0.93, 0.92), (0.8, 0.8, 0.8), "noise", 0.4, 0.15)
     wall, floor, ceiling = S.NYU40["wall"], S.NYU40["floor"], S.NYU40["ceiling"]
     return [
@@ -237,46 +267,56 @@ def _lights(rng: np.random.Generator, size: tuple[float, float, float]) -> tuple
     return tuple(lights), float(rng.uniform(0.3, 0.5))
 
 
+def _add_curtains(room: _Room, rng: np.random.Generator, wall: int, s_window: float, window_width_m: float) -> None:
+    """Curtains hanging on both sides of a window, where there is room for them."""
+    width = 0.3
+    height = min(2.3, room.height - 0.1) - 0.05
+    for side in (-1, 1):
+        s = s_window + side * (window_width_m / 2 + width / 2 + 0.02)
+        if not width / 2 < s < room.wall_length(wall) - width / 2:
+            continue
+        x, y, yaw = room.wall_pose(wall, s, 0.035)
+        item = _measure(S.curtain(rng, width, height))
+        if room.fits(room.aabb(item, x, y, yaw, 0.05), gap=0.0):
+            room.commit(item, x, y, yaw, 0.05, obstacle=False)
+
+
 def random_scene(seed: int) -> S.Scene:
     """A furnished room drawn deterministically from ``seed``."""
     rng = np.random.default_rng(seed)
     names = list(ROOM_TYPES)
     room_type = names[int(rng.choice(len(names), p=np.array(list(ROOM_TYPES.values()))))]
     if room_type == "bathroom":
-        size = (rng.uniform(2.8, 3.6), rng.uniform(2.8, 3.6), rng.uniform(2.4, 2.7))
+        dims = rng.uniform([2.8, 2.8, 2.4], [3.6, 3.6, 2.7])
     else:
-        size = (rng.uniform(4.0, 6.5), rng.uniform(3.6, 5.5), rng.uniform(2.5, 3.0))
-    size = tuple(float(v) for v in size)
-    room = _Room(rng, size)  # type: ignore[arg-type]
-    room.parts.extend(_shell(rng, room_type, size))  # type: ignore[arg-type]
+        dims = rng.uniform([4.0, 3.6, 2.5], [6.5, 5.5, 3.0])
+    size = (float(dims[0]), float(dims[1]), float(dims[2]))
+    room = _Room(rng, size)
+    room.parts.extend(_shell(rng, room_type, size))
 
     room.on_wall(_measure(S.door(rng)), obstacle=False, keep_out_m=0.9)
     for build, against_wall, probability in _FURNITURE[room_type]:
         if rng.random() < probability:
             item = build(rng)
-            (room.on_wall(item) if against_wall else room.free_standing(item))
+            if against_wall:
+                room.on_wall(item)
+            else:
+                room.free_standing(item)
     for _ in range(int(rng.integers(1, 3))):
         w, h = rng.uniform(0.8, 1.5), rng.uniform(0.9, 1.3)
-        if room.on_wall(_measure(S.window(rng, w, h)), z0=0.9, obstacle=False) and rng.random() < 0.6:
-            wall_s, wall = room._last_s, room._last_wall
-            cw = 0.3
-            for side in (-1, 1):
-                s = wall_s + side * (w / 2 + cw / 2 + 0.02)
-                if cw / 2 < s < room.wall_length(wall) - cw / 2:
-                    x, y, yaw = room.wall_pose(wall, s, 0.035)
-                    item = _measure(S.curtain(rng, cw, min(2.3, size[2] - 0.1) - 0.05))
-                    if room.fits(room._aabb(item, x, y, yaw, 0.05), gap=0.0):
-                        room.commit(item, x, y, yaw, 0.05, obstacle=False)
+        placed = room.on_wall(_measure(S.window(rng, w, h)), z0=0.9, obstacle=False)
+        if placed is not None and rng.random() < 0.6:
+            _add_curtains(room, rng, *placed, window_width_m=w)
     for _ in range(int(rng.integers(1, 4))):
         w, h = rng.uniform(0.35, 0.9), rng.uniform(0.3, 0.7)
         room.on_wall(_measure(S.picture(rng, w, h)), z0=float(rng.uniform(1.2, 1.7)), obstacle=False)
 
-    lights, ambient = _lights(rng, size)  # type: ignore[arg-type]
+    lights, ambient = _lights(rng, size)
     return S.Scene(
-        room_size_m=size,  # type: ignore[arg-type]
+        room_size_m=size,
         parts=tuple(room.parts),
         lights=lights,
         ambient=ambient,
         room_type=room_type,
-        obstacles_xy=tuple(tuple(float(v) for v in o) for o in room.obstacles),  # type: ignore[misc]
+        obstacles_xy=tuple((float(a), float(b), float(c), float(d)) for a, b, c, d in room.obstacles),
     )

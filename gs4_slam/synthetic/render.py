@@ -5,6 +5,7 @@ is computed per hit from its world coordinates (procedural textures, so every
 view of a surface agrees), lit by Lambertian point lights plus ambient light.
 Everything after the ray cast is vectorised numpy over the hit pixels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,15 +19,22 @@ from gs4_slam.synthetic.scene import PATTERNS, Box, Part, Scene
 
 # ----------------------------------------------------------------------------- mesh
 
-_BOX_CORNERS = np.array(
-    [[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)], dtype=np.float64
-)
+_BOX_CORNERS = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)], dtype=np.float64)
 # Two triangles per face, corner indices into _BOX_CORNERS (bit 2 = x, bit 1 = y, bit 0 = z).
 _BOX_TRIANGLES = np.array(
     [
-        [0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5],  # -x, +x
-        [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6],  # -y, +y
-        [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3],  # -z, +z
+        [0, 1, 3],
+        [0, 3, 2],
+        [4, 6, 7],
+        [4, 7, 5],  # -x, +x
+        [0, 4, 5],
+        [0, 5, 1],
+        [2, 3, 7],
+        [2, 7, 6],  # -y, +y
+        [0, 2, 6],
+        [0, 6, 4],
+        [1, 5, 7],
+        [1, 7, 3],  # -z, +z
     ],
     dtype=np.int64,
 )
@@ -72,7 +80,9 @@ def _part_geometry(part: Part) -> tuple[np.ndarray, np.ndarray]:
     k = np.arange(n)
     k1 = (k + 1) % n
     sides = np.concatenate([np.stack([k, k1, k1 + n], 1), np.stack([k, k1 + n, k + n], 1)])
-    caps = np.concatenate([np.stack([np.full(n, 2 * n), k1, k], 1), np.stack([np.full(n, 2 * n + 1), k + n, k1 + n], 1)])
+    caps = np.concatenate(
+        [np.stack([np.full(n, 2 * n), k1, k], 1), np.stack([np.full(n, 2 * n + 1), k + n, k1 + n], 1)]
+    )
     return vertices, np.concatenate([sides, caps])
 
 
@@ -162,8 +172,11 @@ class NoiseTexture:
         map_y = np.zeros(padded, np.float32)
         map_x[:n], map_y[:n] = x, y
         out = cv2.remap(
-            self.texture, map_x.reshape(-1, self._BLOCK), map_y.reshape(-1, self._BLOCK),
-            cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP,
+            self.texture,
+            map_x.reshape(-1, self._BLOCK),
+            map_y.reshape(-1, self._BLOCK),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_WRAP,
         )
         return out.reshape(-1)[:n]
 
@@ -229,14 +242,12 @@ class SceneRenderer:
         self.scene = scene
         self.mesh = build_mesh(scene)
         self._raycaster = o3d.t.geometry.RaycastingScene()
-        self._raycaster.add_triangles(
-            o3d.core.Tensor(self.mesh.vertices), o3d.core.Tensor(self.mesh.triangles)
-        )
+        self._raycaster.add_triangles(o3d.core.Tensor(self.mesh.vertices), o3d.core.Tensor(self.mesh.triangles))
         self._noise = NoiseTexture()
         self._rays_cache: dict[Intrinsics, tuple[np.ndarray, np.ndarray]] = {}
-        self._light_pos = np.array([l.position_m for l in scene.lights], dtype=np.float32).reshape(-1, 3)
+        self._light_pos = np.array([light.position_m for light in scene.lights], dtype=np.float32).reshape(-1, 3)
         self._light_rgb = np.array(
-            [np.asarray(l.color_rgb) * l.intensity for l in scene.lights], dtype=np.float32
+            [np.asarray(light.color_rgb) * light.intensity for light in scene.lights], dtype=np.float32
         ).reshape(-1, 3)
 
     @property

@@ -9,6 +9,7 @@ Furniture is built in a local frame whose origin is the centre of its
 footprint on the floor, with its front facing local +y; placing it against a
 wall turns that front into the room.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,10 +20,29 @@ import numpy as np
 
 #: NYU40 ids of the classes the generator uses (see gs4_slam.labels.NYU40_NAMES).
 NYU40 = {
-    "wall": 1, "floor": 2, "cabinet": 3, "bed": 4, "chair": 5, "sofa": 6, "table": 7, "door": 8,
-    "window": 9, "bookshelf": 10, "picture": 11, "counter": 12, "desk": 14, "curtain": 16,
-    "pillow": 18, "ceiling": 22, "books": 23, "refrigerator": 24, "shower curtain": 28,
-    "toilet": 33, "sink": 34, "bathtub": 36, "otherfurniture": 39,
+    "wall": 1,
+    "floor": 2,
+    "cabinet": 3,
+    "bed": 4,
+    "chair": 5,
+    "sofa": 6,
+    "table": 7,
+    "door": 8,
+    "window": 9,
+    "bookshelf": 10,
+    "picture": 11,
+    "counter": 12,
+    "desk": 14,
+    "curtain": 16,
+    "pillow": 18,
+    "ceiling": 22,
+    "books": 23,
+    "refrigerator": 24,
+    "shower curtain": 28,
+    "toilet": 33,
+    "sink": 34,
+    "bathtub": 36,
+    "otherfurniture": 39,
 }
 
 Pattern = Literal["plain", "noise", "stripes", "tiles", "wood", "patches"]
@@ -120,49 +140,65 @@ def place(parts: list[Part], x: float, y: float, yaw: float, z: float = 0.0) -> 
     return out
 
 
-def _jitter(rng: np.random.Generator, rgb: RGB, amount: float = 0.06) -> RGB:
-    return tuple(float(np.clip(c + rng.uniform(-amount, amount), 0.0, 1.0)) for c in rgb)  # type: ignore[return-value]
+def as_rgb(values: np.ndarray | tuple[float, ...]) -> RGB:
+    """Three floats clipped to [0, 1]."""
+    r, g, b = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    return float(r), float(g), float(b)
 
 
-def _darker(rgb: RGB, factor: float) -> RGB:
-    return tuple(float(np.clip(c * factor, 0.0, 1.0)) for c in rgb)  # type: ignore[return-value]
+def jitter(rng: np.random.Generator, rgb: RGB, amount: float = 0.06) -> RGB:
+    return as_rgb(np.asarray(rgb) + rng.uniform(-amount, amount, 3))
 
 
-_WOODS: tuple[RGB, ...] = ((0.55, 0.36, 0.20), (0.70, 0.52, 0.33), (0.40, 0.26, 0.15), (0.80, 0.66, 0.48))
-_FABRICS: tuple[RGB, ...] = ((0.30, 0.35, 0.55), (0.55, 0.25, 0.22), (0.35, 0.45, 0.30), (0.60, 0.55, 0.45), (0.25, 0.25, 0.28))
-_PAINTS: tuple[RGB, ...] = ((0.88, 0.86, 0.80), (0.80, 0.85, 0.88), (0.86, 0.80, 0.72), (0.78, 0.84, 0.76), (0.90, 0.78, 0.74))
-_LACQUERS: tuple[RGB, ...] = ((0.92, 0.92, 0.90), (0.20, 0.22, 0.25), (0.62, 0.64, 0.66), (0.72, 0.30, 0.20))
+def darker(rgb: RGB, factor: float) -> RGB:
+    return as_rgb(np.asarray(rgb) * factor)
 
 
-def _pick(rng: np.random.Generator, options: tuple[RGB, ...]) -> RGB:
-    return _jitter(rng, options[int(rng.integers(len(options)))])
+WOODS: tuple[RGB, ...] = ((0.55, 0.36, 0.20), (0.70, 0.52, 0.33), (0.40, 0.26, 0.15), (0.80, 0.66, 0.48))
+FABRICS: tuple[RGB, ...] = (
+    (0.30, 0.35, 0.55),
+    (0.55, 0.25, 0.22),
+    (0.35, 0.45, 0.30),
+    (0.60, 0.55, 0.45),
+    (0.25, 0.25, 0.28),
+)
+PAINTS: tuple[RGB, ...] = (
+    (0.88, 0.86, 0.80),
+    (0.80, 0.85, 0.88),
+    (0.86, 0.80, 0.72),
+    (0.78, 0.84, 0.76),
+    (0.90, 0.78, 0.74),
+)
+LACQUERS: tuple[RGB, ...] = ((0.92, 0.92, 0.90), (0.20, 0.22, 0.25), (0.62, 0.64, 0.66), (0.72, 0.30, 0.20))
+
+
+def pick_color(rng: np.random.Generator, options: tuple[RGB, ...]) -> RGB:
+    return jitter(rng, options[int(rng.integers(len(options)))])
 
 
 def wood(rng: np.random.Generator) -> Material:
-    base = _pick(rng, _WOODS)
-    return Material(base, _darker(base, 0.6), "wood", float(rng.uniform(0.15, 0.3)), float(rng.uniform(0.4, 0.7)))
+    base = pick_color(rng, WOODS)
+    return Material(base, darker(base, 0.6), "wood", float(rng.uniform(0.15, 0.3)), float(rng.uniform(0.4, 0.7)))
 
 
 def fabric(rng: np.random.Generator) -> Material:
-    base = _pick(rng, _FABRICS)
+    base = pick_color(rng, FABRICS)
     pattern = "stripes" if rng.random() < 0.3 else "noise"
-    return Material(base, _darker(base, 0.55), pattern, float(rng.uniform(0.05, 0.15)), float(rng.uniform(0.3, 0.6)))
+    return Material(base, darker(base, 0.55), pattern, float(rng.uniform(0.05, 0.15)), float(rng.uniform(0.3, 0.6)))
 
 
 def lacquer(rng: np.random.Generator) -> Material:
-    base = _pick(rng, _LACQUERS)
-    return Material(base, _darker(base, 0.75), "noise", float(rng.uniform(0.1, 0.4)), float(rng.uniform(0.15, 0.35)))
+    base = pick_color(rng, LACQUERS)
+    return Material(base, darker(base, 0.75), "noise", float(rng.uniform(0.1, 0.4)), float(rng.uniform(0.15, 0.35)))
 
 
 def metal(rng: np.random.Generator) -> Material:
-    base = _jitter(rng, (0.7, 0.72, 0.75), 0.05)
-    return Material(base, _darker(base, 0.6), "noise", 0.05, 0.3)
+    base = jitter(rng, (0.7, 0.72, 0.75), 0.05)
+    return Material(base, darker(base, 0.6), "noise", 0.05, 0.3)
 
 
 def colourful(rng: np.random.Generator, scale_m: float) -> Material:
-    base = tuple(float(v) for v in rng.uniform(0.1, 0.95, 3))
-    accent = tuple(float(v) for v in rng.uniform(0.1, 0.95, 3))
-    return Material(base, accent, "patches", scale_m, 1.0)  # type: ignore[arg-type]
+    return Material(as_rgb(rng.uniform(0.1, 0.95, 3)), as_rgb(rng.uniform(0.1, 0.95, 3)), "patches", scale_m, 1.0)
 
 
 # ----------------------------------------------------------------------------- furniture
@@ -264,7 +300,7 @@ def cabinet(rng: np.random.Generator) -> list[Part]:
 
 
 def counter_with_sink(rng: np.random.Generator) -> list[Part]:
-    body, top = lacquer(rng), Material(_pick(rng, _LACQUERS), (0.3, 0.3, 0.3), "noise", 0.04, 0.5)
+    body, top = lacquer(rng), Material(pick_color(rng, LACQUERS), (0.3, 0.3, 0.3), "noise", 0.04, 0.5)
     w, d, h = rng.uniform(1.6, 2.6), 0.62, 0.9
     steel = metal(rng)
     sink_x = rng.uniform(-w / 2 + 0.4, w / 2 - 0.4)
@@ -319,7 +355,7 @@ def door(rng: np.random.Generator) -> list[Part]:
 
 def window(rng: np.random.Generator, w: float, h: float) -> list[Part]:
     frame = Material((0.95, 0.95, 0.95), (0.8, 0.8, 0.8), "noise", 0.1, 0.1)
-    sky = Material(_jitter(rng, (0.70, 0.82, 0.95)), (0.95, 0.97, 1.0), "noise", 0.6, 0.5)
+    sky = Material(jitter(rng, (0.70, 0.82, 0.95)), (0.95, 0.97, 1.0), "noise", 0.6, 0.5)
     return [
         box(0, 0, 0, w, 0.03, h, "window", frame),
         box(0, 0.02, 0.06, w - 0.12, 0.02, h - 0.12, "window", sky),

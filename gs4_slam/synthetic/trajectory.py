@@ -6,6 +6,7 @@ the camera looks at a second spline of targets, so the view direction also
 turns smoothly. A slow roll wobble imitates a hand-held camera. Samples are
 equally spaced along the path (constant speed).
 """
+
 from __future__ import annotations
 
 import math
@@ -69,7 +70,9 @@ def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
-def _random_walk(scene: Scene, length_m: float, rng: np.random.Generator, config: PathConfig) -> tuple[np.ndarray, np.ndarray] | None:
+def _random_walk(
+    scene: Scene, length_m: float, rng: np.random.Generator, config: PathConfig
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Waypoints [K, 3] and look-at targets [K, 3] covering ``length_m``, or None."""
     w, d, _ = scene.room_size_m
     centre = np.array([w / 2, d / 2])
@@ -127,7 +130,9 @@ def look_at(position: np.ndarray, target: np.ndarray, roll_rad: float = 0.0) -> 
     return pose
 
 
-def camera_path(scene: Scene, num_frames: int, rng: np.random.Generator, config: PathConfig | None = None) -> np.ndarray:
+def camera_path(
+    scene: Scene, num_frames: int, rng: np.random.Generator, config: PathConfig | None = None
+) -> np.ndarray:
     """float64 [num_frames, 4, 4] camera-to-world poses of a smooth collision-free path."""
     config = config or PathConfig()
     step_m = config.speed_mps / config.rate_hz
