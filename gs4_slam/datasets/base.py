@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -131,6 +132,8 @@ def require_file(path: Path) -> Path:
         raise DatasetError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise DatasetError(f"{path}: file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise DatasetError(f"{path}: file is not readable (permission denied)")
     return path
 
 
@@ -217,6 +220,8 @@ def read_numbers(path: Path) -> np.ndarray:
         return np.array(path.read_text().split(), dtype=np.float64)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: not a text file of numbers: {exc}") from exc
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from exc
 
 
 def read_matrix(path: Path, rows: int, cols: int) -> np.ndarray:

@@ -18,7 +18,7 @@ def _run(args: argparse.Namespace) -> int:
         if len(reader) == 0:
             raise DatasetError(f"{args.path}: the selection (start/stride/limit) keeps no frame")
         first = reader[0]
-    except DatasetError as exc:
+    except ValueError as exc:  # DatasetError, LabelSetError: messages name the file
         print(f"gs4-slam dataset: {exc}", file=sys.stderr)
         return 1
     k = reader.intrinsics

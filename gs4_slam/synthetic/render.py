@@ -149,6 +149,8 @@ class NoiseTexture:
         total -= total.min()
         self.texture = total / total.max()
         self.px_per_unit = self.SIZE_PX / self.CELLS
+        # A random texture offset per salt value (power-of-two table, indexed by salt & mask).
+        self._offsets = rng.uniform(0, self.SIZE_PX, (4096, 2)).astype(np.float32)
 
     def _tileable_lattice(self, grid: np.ndarray) -> np.ndarray:
         # Wrap-padding before a smooth upsampling keeps the result periodic (seamless).
@@ -159,18 +161,18 @@ class NoiseTexture:
         return up[2 * scale : 2 * scale + self.SIZE_PX, 2 * scale : 2 * scale + self.SIZE_PX]
 
     def sample(self, u: np.ndarray, v: np.ndarray, salt: np.ndarray) -> np.ndarray:
-        """float32 [N] noise in [0, 1] at (u, v); ``salt`` shifts the pattern per surface."""
+        """float32 [N] noise in [0, 1] at (u, v); ``salt`` (int) shifts the pattern per surface."""
         n = u.size
         if n == 0:
             return np.zeros(0, np.float32)
-        size = float(self.SIZE_PX)
-        shift = (salt.astype(np.int64) * 7919) % self.SIZE_PX
-        x = np.mod(u * self.px_per_unit + shift, size).astype(np.float32)
-        y = np.mod(v * self.px_per_unit + (shift * 3) % self.SIZE_PX, size).astype(np.float32)
+        size = np.float32(self.SIZE_PX)
+        offsets = self._offsets[np.bitwise_and(salt, self._offsets.shape[0] - 1)]
         padded = -(-n // self._BLOCK) * self._BLOCK
         map_x = np.zeros(padded, np.float32)
         map_y = np.zeros(padded, np.float32)
-        map_x[:n], map_y[:n] = x, y
+        # remap stores coordinates as 16-bit integers internally: wrap them into the texture first.
+        np.mod(u * np.float32(self.px_per_unit) + offsets[:, 0], size, out=map_x[:n])
+        np.mod(v * np.float32(self.px_per_unit) + offsets[:, 1], size, out=map_y[:n])
         out = cv2.remap(
             self.texture,
             map_x.reshape(-1, self._BLOCK),
@@ -191,16 +193,16 @@ def _pattern(name: str, u: np.ndarray, v: np.ndarray, salt: np.ndarray, noise: N
         return 0.5 + 0.5 * np.sin(2 * np.pi * (u + 0.3 * noise.sample(0.5 * u, 0.5 * v, salt)))
     if name == "tiles":
         grout = (u - np.floor(u) < 0.04) | (v - np.floor(v) < 0.04)
-        tile = 0.3 * _hash01(np.floor(u).astype(np.int64), np.floor(v).astype(np.int64), salt)
+        tile = 0.3 * _hash01(np.floor(u).astype(np.int32), np.floor(v).astype(np.int32), salt)
         return np.where(grout, 1.0, tile).astype(np.float32)
     if name == "wood":
-        plank = np.floor(v).astype(np.int64)
+        plank = np.floor(v).astype(np.int32)
         grain = 0.5 + 0.5 * np.sin(2 * np.pi * (5 * v + 2.5 * noise.sample(0.3 * u, 4 * v, salt)))
         seam = v - np.floor(v) < 0.03
-        shade = _hash01(plank, np.floor(u / 4 + 0.5 * (plank % 2)).astype(np.int64), salt)
+        shade = _hash01(plank, np.floor(u / 4 + 0.5 * (plank & 1)).astype(np.int32), salt)
         return np.where(seam, 1.0, 0.6 * grain + 0.4 * shade).astype(np.float32)
     if name == "patches":
-        return _hash01(np.floor(u).astype(np.int64), np.floor(v).astype(np.int64), salt)
+        return _hash01(np.floor(u).astype(np.int32), np.floor(v).astype(np.int32), salt)
     raise ValueError(f"unknown pattern {name!r}")
 
 
@@ -238,12 +240,21 @@ class SceneRenderer:
     #: Distance (m) at which a light's intensity has dropped to half.
     LIGHT_FALLOFF_M = 3.0
 
-    def __init__(self, scene: Scene) -> None:
+    def __init__(self, scene: Scene, num_threads: int = 1) -> None:
+        """Args:
+        scene: what to render.
+        num_threads: ray-casting threads (0 = all cores). One by default: the shading
+            that follows is single-threaded numpy, and idle ray-casting workers
+            spinning beside it cost more than a parallel cast saves on small images.
+        """
         self.scene = scene
+        self.num_threads = num_threads
         self.mesh = build_mesh(scene)
         self._raycaster = o3d.t.geometry.RaycastingScene()
         self._raycaster.add_triangles(o3d.core.Tensor(self.mesh.vertices), o3d.core.Tensor(self.mesh.triangles))
         self._noise = NoiseTexture()
+        self._uv_axes = np.array([[1, 2], [0, 2], [0, 1]])
+        self._part_inv_scale = (1.0 / self.mesh.part_scale_m).astype(np.float32)
         self._rays_cache: dict[Intrinsics, tuple[np.ndarray, np.ndarray]] = {}
         self._light_pos = np.array([light.position_m for light in scene.lights], dtype=np.float32).reshape(-1, 3)
         self._light_rgb = np.array(
@@ -267,11 +278,11 @@ class SceneRenderer:
         rotation = matrix[:3, :3].astype(np.float32)
         origin = matrix[:3, 3].astype(np.float32)
         rays_cam, inverse_length = self._rays(intrinsics)
-        directions = np.dot(rays_cam, rotation.T)
+        directions = rays_cam @ rotation.T  # not np.dot: BLAS threads cost more than they save here
         rays = np.empty((len(rays_cam), 6), dtype=np.float32)
         rays[:, :3] = origin
         rays[:, 3:] = directions
-        hits = self._raycaster.cast_rays(o3d.core.Tensor.from_numpy(rays))
+        hits = self._raycaster.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=self.num_threads)
         t_hit = hits["t_hit"].numpy()
         hit = np.isfinite(t_hit)
         # Inside a closed room every ray hits; skip the masked copies then.
@@ -314,23 +325,24 @@ class SceneRenderer:
         # Planar texture coordinates: drop the axis the surface faces (boxes are axis-aligned
         # or turned about z, so this is exact for floors/ceilings and close for walls).
         axis = np.argmax(np.abs(normal), axis=1)
-        other = np.array([[1, 2], [0, 2], [0, 1]])[axis]
+        other = self._uv_axes[axis]
         uv = np.take_along_axis(points, other, axis=1)
         u, v = uv[:, 0], uv[:, 1]
-        salt = part.astype(np.int64) * 7 + axis
-        scale = mesh.part_scale_m[part]
+        salt = part * 3 + axis.astype(np.int32)  # one texture placement per face direction of a part
+        inv_scale = self._part_inv_scale[part]
+        su, sv = u * inv_scale, v * inv_scale
         pattern_id = mesh.part_pattern[part]
         value = np.zeros(len(part), dtype=np.float32)
-        for index, name in enumerate(PATTERNS):
+        for index in np.unique(self.mesh.part_pattern):
             chosen = pattern_id == index
-            if chosen.any():
-                value[chosen] = _pattern(
-                    name, u[chosen] / scale[chosen], v[chosen] / scale[chosen], salt[chosen], self._noise
-                )
+            if chosen.all():
+                value = _pattern(PATTERNS[index], su, sv, salt, self._noise)
+            elif chosen.any():
+                value[chosen] = _pattern(PATTERNS[index], su[chosen], sv[chosen], salt[chosen], self._noise)
         mix = (mesh.part_contrast[part] * value)[:, None]
         albedo = mesh.part_base[part] * (1 - mix) + mesh.part_accent[part] * mix
         # Fine detail everywhere gives photometric tracking gradients even on plain paint.
-        detail = 0.9 + 0.2 * self._noise.sample(u * 25.0, v * 25.0, salt + 7)
+        detail = 0.9 + 0.2 * self._noise.sample(u * np.float32(25.0), v * np.float32(25.0), salt + 7)
         return albedo * detail[:, None]
 
     def _irradiance(self, points: np.ndarray, normal: np.ndarray) -> np.ndarray:
