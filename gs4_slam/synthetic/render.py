@@ -241,11 +241,13 @@ class SceneRenderer:
     LIGHT_FALLOFF_M = 3.0
 
     def __init__(self, scene: Scene, num_threads: int = 1) -> None:
-        """Args:
-        scene: what to render.
-        num_threads: ray-casting threads (0 = all cores). One by default: the shading
-            that follows is single-threaded numpy, and idle ray-casting workers
-            spinning beside it cost more than a parallel cast saves on small images.
+        """Triangulate ``scene`` and build its ray-casting acceleration structure.
+
+        Args:
+            scene: what to render.
+            num_threads: ray-casting threads (0 = all cores). One by default: on small
+                images a parallel cast saves a few milliseconds at most, while the
+                single-threaded shading after it dominates; other work keeps the cores.
         """
         self.scene = scene
         self.num_threads = num_threads
