@@ -15,7 +15,6 @@ their own sets next to the built-in one.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from gs4_slam import config as config_io
+from gs4_slam.resources import data_dirs
 from gs4_slam.frame import IGNORE_LABEL
 
 #: The NYU40 class names, index = NYU40 id (0 = unlabelled).
@@ -172,12 +172,8 @@ class LabelSet:
 
 
 def label_set_dirs() -> list[Path]:
-    """Folders searched for ``<name>.yaml``: the source tree, then ROS share folders."""
-    dirs = [Path(__file__).resolve().parents[1] / "config" / "labels"]
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        if prefix:
-            dirs.append(Path(prefix) / "share" / "gs4_slam" / "config" / "labels")
-    return dirs
+    """Folders searched for ``<name>.yaml``: the source tree, ROS share folders, pip's share folder."""
+    return data_dirs("config/labels")
 
 
 def available_label_sets() -> list[str]:

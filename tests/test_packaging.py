@@ -46,6 +46,15 @@ def test_pip_install_in_fresh_venv_without_ros(tmp_path):
     assert str(venv) in installed_at, "imported gs4_slam from outside the fresh venv"
     assert rclpy_loaded == "False"
 
+    # Data files (config/) come with the install, not from the source tree.
+    check = (
+        "from gs4_slam.labels import load_label_set, label_set_dirs; "
+        "print(load_label_set().num_classes, [d for d in label_set_dirs() if (d / 'scannet20.yaml').is_file()][0])"
+    )
+    result = _run([str(venv / "bin" / "python"), "-c", check], env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "20" and str(venv) in result.stdout
+
     result = _run([str(venv / "bin" / "gs4-slam"), "--help"], env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "info" in result.stdout

@@ -1,0 +1,121 @@
+"""Quality and speed of the Gaussian Prediction Model against the non-learned baseline.
+
+    python -m bench.predictor [--data ../shared/data/tum_fr1_xyz] [--weights weights/predictor.pt]
+
+On held-out synthetic rooms (seeds never used for training): a frame's Gaussians
+rendered into its own view (PSNR, depth L1, 2D semantic mIoU of the rendered
+semantic map) and into the view 10 frames later (PSNR on what both views see), at
+strides 8 (default), 4 and 16; on real TUM fr1/xyz frames (no semantics): PSNR on
+the own view. Network and baseline run on identical input, side by side. Also
+the network's inference time at 320x240. Last line: one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gs4_slam.predictor.data import load_sequences
+from gs4_slam.predictor.evaluate import evaluate_frames
+from gs4_slam.predictor.predictor import DEFAULT_WEIGHTS, GaussianPredictor, PredictorConfig
+from gs4_slam.predictor.train import TrainConfig, evaluate_heldout
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TUM = REPO_ROOT.parent / "shared" / "data" / "tum_fr1_xyz"
+
+
+def _tum_frames(path: Path, count: int):
+    from gs4_slam.datasets import open_dataset
+
+    reader = open_dataset("tum", path, resize=(320, 240))
+    indices = np.linspace(0, len(reader) - 1, count).astype(int)
+    return [reader[int(i)] for i in indices]
+
+
+def _inference_ms(predictor: GaussianPredictor, frame, repeats: int = 20) -> float:
+    pose = frame.T_world_cam_gt
+    for _ in range(3):
+        predictor.predict(frame, pose)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predictor.predict(frame, pose)
+        times.append(1000.0 * (time.perf_counter() - start))
+    return float(np.median(times))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_TUM, help="TUM RGB-D sequence (fr1/xyz)")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--frames-per-room", type=int, default=4)
+    parser.add_argument("--tum-frames", type=int, default=20)
+    parser.add_argument("--cache-dir", type=Path, default=REPO_ROOT / "build" / "cache" / "synthetic")
+    args = parser.parse_args(argv)
+    torch.set_grad_enabled(False)
+
+    train_cfg = TrainConfig()
+    heldout = load_sequences(range(*train_cfg.heldout_seeds), args.cache_dir, train_cfg.frames_per_sequence,
+                             train_cfg.width, train_cfg.height)
+    rows, figures = [], {}
+    for stride in (8, 4, 16):
+        for name, cfg in (("network", PredictorConfig(weights=str(args.weights), stride=stride)),
+                          ("baseline", PredictorConfig(use_baseline=True, stride=stride))):
+            result = evaluate_heldout(GaussianPredictor(cfg), heldout, args.frames_per_room)
+            rows.append((name, stride, "synthetic", result))
+            figures[(name, stride)] = result
+
+    tum_rows = {}
+    if args.data.is_dir():
+        tum = _tum_frames(args.data, args.tum_frames)
+        for name, cfg in (("network", PredictorConfig(weights=str(args.weights))),
+                          ("baseline", PredictorConfig(use_baseline=True))):
+            predictor = GaussianPredictor(cfg)
+            result = evaluate_frames(lambda f, p: predictor.predict(f, p).gaussians, tum, [None] * len(tum),
+                                     predictor.num_classes)
+            tum_rows[name] = result
+            rows.append((name, 8, "tum_fr1_xyz", result))
+    else:
+        print(f"note: {args.data} not found; TUM figures skipped", file=sys.stderr)
+
+    network = GaussianPredictor(PredictorConfig(weights=str(args.weights)))
+    infer_ms = _inference_ms(network, heldout[0].frame(0))
+
+    print(f"{'model':<9} {'stride':>6} {'data':<12} {'PSNR dB':>8} {'novel dB':>9} {'depth cm':>9} {'mIoU':>6} {'frames':>6}")
+    for name, stride, data, r in rows:
+        miou = f"{r['miou']:.1f}" if "miou" in r and data == "synthetic" else "-"
+        print(f"{name:<9} {stride:>6} {data:<12} {r['psnr']:>8.2f} {r['psnr_novel']:>9.2f} "
+              f"{r['depth_l1_cm']:>9.2f} {miou:>6} {r['frames']:>6}")
+    print(f"network inference at 320x240, stride 8: {infer_ms:.1f} ms (median, {torch.get_num_threads()} threads)")
+
+    out = {
+        "psnr_synth": figures[("network", 8)]["psnr"],
+        "depth_l1_cm_synth": figures[("network", 8)]["depth_l1_cm"],
+        "miou_synth": figures[("network", 8)].get("miou"),
+        "psnr_novel_synth": figures[("network", 8)]["psnr_novel"],
+        "baseline_psnr_synth": figures[("baseline", 8)]["psnr"],
+        "baseline_depth_l1_cm_synth": figures[("baseline", 8)]["depth_l1_cm"],
+        "baseline_psnr_novel_synth": figures[("baseline", 8)]["psnr_novel"],
+        "psnr_tum": tum_rows.get("network", {}).get("psnr"),
+        "baseline_psnr_tum": tum_rows.get("baseline", {}).get("psnr"),
+        "infer_ms_320x240": infer_ms,
+    }
+    for stride in (4, 16):
+        for name in ("network", "baseline"):
+            prefix = "" if name == "network" else "baseline_"
+            r = figures[(name, stride)]
+            out[f"{prefix}psnr_synth_s{stride}"] = r["psnr"]
+            out[f"{prefix}depth_l1_cm_synth_s{stride}"] = r["depth_l1_cm"]
+            if name == "network":
+                out[f"miou_synth_s{stride}"] = r.get("miou")
+    print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The Gaussian Prediction Model's entry point: RGB-D frame -> sparse semantic Gaussians."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gs4_slam.camera import Pose
+from gs4_slam.frame import Frame
+from gs4_slam.gaussians import GaussianSet
+from gs4_slam.predictor.decode import DecodeConfig, baseline_tokens, decode_image, pool_tokens
+from gs4_slam.predictor.model import GaussianPredictionNet, PredictorNetConfig
+from gs4_slam.resources import find_data_file
+
+WEIGHTS_FORMAT = "gs4_slam.predictor/1"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Shipped weights (committed, see weights/predictor.json for their card).
+DEFAULT_WEIGHTS = find_data_file("weights/predictor.pt") or REPO_ROOT / "weights" / "predictor.pt"
+RETRAIN_HINT = "retrain them with `gs4-slam train predictor` (see README, 'Training')"
+
+
+class PredictorWeightsError(RuntimeError):
+    """The weights file is missing, unreadable or not a predictor checkpoint."""
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Run-time settings of the predictor (YAML section ``predictor``)."""
+
+    weights: str = ""  # empty: the shipped weights/predictor.pt
+    stride: int = 8  # one Gaussian candidate per stride x stride pixels: 4, 8 or 16
+    device: str = "cpu"
+    use_baseline: bool = False  # the non-learned baseline instead of the network
+
+    def __post_init__(self) -> None:
+        if self.stride not in (4, 8, 16):
+            raise ValueError(f"predictor.stride must be 4, 8 or 16, got {self.stride}")
+
+
+@dataclass
+class Prediction:
+    gaussians: GaussianSet  # world frame
+    dense_semantic: Tensor | None  # [C, H, W] per-pixel class logits
+    time_ms: float
+
+
+def save_weights(path: Path, net: GaussianPredictionNet, decode: DecodeConfig, extra: dict | None = None) -> None:
+    """Write a checkpoint loadable by :func:`load_weights` (atomically)."""
+    payload = {
+        "format": WEIGHTS_FORMAT,
+        "net_config": dataclasses.asdict(net.config),
+        "decode_config": dataclasses.asdict(decode),
+        "state_dict": net.state_dict(),
+        "extra": extra or {},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_weights(path: Path, device: str = "cpu") -> tuple[GaussianPredictionNet, DecodeConfig, dict]:
+    """Load a predictor checkpoint; clear errors for a missing or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PredictorWeightsError(f"predictor weights not found at {path}; {RETRAIN_HINT}")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise PredictorWeightsError(f"predictor weights at {path} are unreadable ({exc}); {RETRAIN_HINT}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise PredictorWeightsError(f"{path} is not a {WEIGHTS_FORMAT} checkpoint; {RETRAIN_HINT}")
+    try:
+        net_config = PredictorNetConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                           for k, v in payload["net_config"].items()})
+        net = GaussianPredictionNet(net_config)
+        net.load_state_dict(payload["state_dict"])
+        decode = DecodeConfig(**payload["decode_config"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise PredictorWeightsError(f"predictor weights at {path} do not fit the network ({exc}); {RETRAIN_HINT}") from exc
+    return net.to(device).eval(), decode, payload.get("extra", {})
+
+
+def frame_tensors(frames: list[Frame], device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
+    """Stack frames into [B,3,H,W] colour in [0,1] and [B,1,H,W] depth in metres."""
+    rgb = np.stack([f.color_rgb for f in frames]).astype(np.float32) / 255.0
+    depth = np.stack([np.nan_to_num(f.depth_m, nan=0.0, posinf=0.0) for f in frames])
+    rgb_t = torch.from_numpy(rgb).permute(0, 3, 1, 2).to(device)
+    depth_t = torch.from_numpy(depth)[:, None].to(device)
+    return rgb_t.contiguous(), depth_t.contiguous()
+
+
+class GaussianPredictor:
+    """Feed-forward RGB-D -> Gaussians, with the network or the baseline."""
+
+    def __init__(self, config: PredictorConfig | None = None) -> None:
+        self.config = config or PredictorConfig()
+        self.device = torch.device(self.config.device)
+        if self.config.use_baseline:
+            self.net, self.decode, self.card = None, DecodeConfig(), {}
+            self.num_classes, self.feature_dim = 20, 16
+        else:
+            weights = Path(self.config.weights) if self.config.weights else DEFAULT_WEIGHTS
+            self.net, self.decode, self.card = load_weights(weights, str(self.device))
+            if self.config.stride not in self.net.config.strides:
+                raise PredictorWeightsError(
+                    f"weights {weights} support strides {self.net.config.strides}, not {self.config.stride}"
+                )
+            self.num_classes, self.feature_dim = self.net.config.num_classes, self.net.config.feature_dim
+
+    @torch.inference_mode()
+    def predict(self, frame: Frame, T_world_cam: Pose, dense_semantics: bool = False) -> Prediction:
+        """Gaussians of ``frame`` placed in the world with the camera pose ``T_world_cam``."""
+        start = time.perf_counter()
+        rgb, depth = frame_tensors([frame], self.device)
+        _check_size(frame)
+        grid = pool_tokens(rgb, depth, self.config.stride, self.decode.min_valid_fraction)
+        dense = None
+        if self.net is None:
+            tokens = baseline_tokens(grid, self.num_classes, self.feature_dim)
+        else:
+            out = self.net(rgb, depth, self.config.stride, dense_semantics=dense_semantics)
+            tokens = out["tokens"]
+            dense = out["dense_semantic"][0] if dense_semantics else None
+        gaussians = decode_image(tokens, grid, 0, frame.intrinsics, T_world_cam.matrix, self.decode)
+        return Prediction(gaussians, dense, 1000.0 * (time.perf_counter() - start))
+
+
+def _check_size(frame: Frame) -> None:
+    if frame.width % 16 or frame.height % 16:
+        raise ValueError(
+            f"the predictor needs an image size that is a multiple of 16, got {frame.width}x{frame.height}; "
+            "resize the input (e.g. 320x240 or 640x480)"
+        )

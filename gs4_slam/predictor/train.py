@@ -1,0 +1,343 @@
+"""Training of the Gaussian Prediction Model (``gs4-slam train predictor``).
+
+Losses follow GS4: the Gaussians predicted from a frame are rendered into that
+frame and into a nearby overlapping frame (masked to what the input frame sees);
+colour 0.8·L1 + 0.2·(1−SSIM), depth L1, 0.1 × cross-entropy of the rendered
+semantic map, plus a per-pixel semantic cross-entropy on the backbone's dense head.
+
+Runs on CPU or CUDA (``--device``), with fixed seeds, a progress bar, periodic
+checkpoints, ``--resume``, and loss curves as CSV and PNG in the output folder.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from gs4_slam import config as config_io
+from gs4_slam.frame import IGNORE_LABEL, Frame
+from gs4_slam.losses import color_loss, depth_l1, semantic_nll
+from gs4_slam.predictor.data import CachedSequence, load_sequences
+from gs4_slam.predictor.decode import DecodeConfig, decode_image, pool_tokens
+from gs4_slam.predictor.evaluate import covisible_mask, evaluate_frames
+from gs4_slam.predictor.model import GaussianPredictionNet, PredictorNetConfig
+from gs4_slam.predictor.predictor import (
+    DEFAULT_WEIGHTS,
+    GaussianPredictor,
+    PredictorConfig,
+    frame_tensors,
+    save_weights,
+)
+from gs4_slam.render import render
+
+log = logging.getLogger(__name__)
+
+LOSS_COLUMNS = ("step", "total", "color", "depth", "semantic_render", "semantic_dense", "novel_color", "seconds")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (YAML: config/train_predictor.yaml)."""
+
+    out_dir: str = "build/train/predictor"
+    cache_dir: str = "build/cache/synthetic"
+    weights_out: str = ""  # empty: weights/predictor.pt
+    train_seeds: tuple[int, ...] = (0, 64)  # [first, end) of the training rooms
+    heldout_seeds: tuple[int, ...] = (10000, 10008)  # never used for training
+    frames_per_sequence: int = 40
+    width: int = 320
+    height: int = 240
+    steps: int = 3000
+    batch_size: int = 4
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    strides: tuple[int, ...] = (4, 8, 8, 16)  # drawn uniformly per step: stride 8 twice as often
+    pair_offsets: tuple[int, ...] = (3, 10)  # [min, max] frames between input and nearby view
+    depth_weight: float = 1.0
+    semantic_render_weight: float = 0.1
+    semantic_dense_weight: float = 1.0
+    novel_weight: float = 1.0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0  # 0: torch's default
+    eval_frames_per_sequence: int = 4
+    net: PredictorNetConfig = field(default_factory=PredictorNetConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class PairSampler:
+    """Draws (input frame, nearby frame) pairs from the training sequences."""
+
+    def __init__(self, sequences: list[CachedSequence], offsets: tuple[int, int], seed: int) -> None:
+        self.sequences = sequences
+        self.offsets = offsets
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, count: int) -> list[tuple[Frame, Frame]]:
+        pairs = []
+        for _ in range(count):
+            seq = self.sequences[self.rng.integers(len(self.sequences))]
+            i = int(self.rng.integers(len(seq)))
+            offset = int(self.rng.integers(self.offsets[0], self.offsets[1] + 1))
+            j = i + offset if i + offset < len(seq) else i - offset
+            j = int(np.clip(j, 0, len(seq) - 1))
+            pairs.append((seq.frame(i), seq.frame(j)))
+        return pairs
+
+
+def _view_losses(gaussians, frame: Frame, T_world_source: torch.Tensor, source: Frame | None, cfg: TrainConfig):
+    """Losses of Gaussians rendered into ``frame``; ``source`` set for a nearby view."""
+    intrinsics = frame.intrinsics.without_distortion()
+    T_world_view = torch.as_tensor(frame.T_world_cam_gt.matrix, dtype=torch.float32)
+    out = render(gaussians, intrinsics, torch.linalg.inv(T_world_view), channels=("color", "depth", "semantics"))
+    target_rgb = torch.from_numpy(frame.color_rgb).float().div(255.0).permute(2, 0, 1)
+    target_depth = torch.from_numpy(frame.depth_m)
+    labels = torch.from_numpy(frame.labels.astype(np.int64))
+    mask = None
+    if source is not None:
+        mask = covisible_mask(target_depth, T_world_view, torch.from_numpy(source.depth_m), T_world_source, intrinsics)
+        labels = torch.where(mask, labels, torch.full_like(labels, IGNORE_LABEL))
+    rendered_rgb = out.color.permute(2, 0, 1)
+    color = color_loss(rendered_rgb[None], target_rgb[None], None if mask is None else mask[None, None])
+    depth = depth_l1(out.depth, target_depth, mask)
+    sem = semantic_nll(out.semantics.permute(2, 0, 1)[None], labels[None])
+    return color, depth, sem
+
+
+def train_step(net, optimiser, pairs, stride: int, cfg: TrainConfig) -> dict[str, float]:
+    net.train()
+    frames = [p[0] for p in pairs]
+    rgb, depth = frame_tensors(frames, cfg.device)
+    out = net(rgb, depth, stride, dense_semantics=True)
+    grid = pool_tokens(rgb, depth, stride, cfg.decode.min_valid_fraction)
+    labels = torch.from_numpy(np.stack([f.labels for f in frames]).astype(np.int64)).to(cfg.device)
+    sem_dense = F.cross_entropy(out["dense_semantic"], labels, ignore_index=IGNORE_LABEL)
+    terms = {"color": 0.0, "depth": 0.0, "semantic_render": 0.0, "novel_color": 0.0}
+    total = cfg.semantic_dense_weight * sem_dense
+    for b, (source, nearby) in enumerate(pairs):
+        gaussians = decode_image(out["tokens"], grid, b, source.intrinsics, source.T_world_cam_gt.matrix, cfg.decode)
+        T_world_source = torch.as_tensor(source.T_world_cam_gt.matrix, dtype=torch.float32)
+        c_own, d_own, s_own = _view_losses(gaussians, source, T_world_source, None, cfg)
+        c_new, d_new, s_new = _view_losses(gaussians, nearby, T_world_source, source, cfg)
+        per_image = (
+            c_own + cfg.novel_weight * c_new
+            + cfg.depth_weight * (d_own + cfg.novel_weight * d_new)
+            + cfg.semantic_render_weight * (s_own + cfg.novel_weight * s_new)
+        )  # fmt: skip
+        total = total + per_image / len(pairs)
+        terms["color"] += c_own.item() / len(pairs)
+        terms["depth"] += d_own.item() / len(pairs)
+        terms["semantic_render"] += s_own.item() / len(pairs)
+        terms["novel_color"] += c_new.item() / len(pairs)
+    optimiser.zero_grad(set_to_none=True)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+    optimiser.step()
+    return {"total": total.item(), "semantic_dense": sem_dense.item(), **terms}
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up over the first 5 % of steps, then cosine decay to 1 % at ``cfg.steps``.
+
+    A function of the step alone (no scheduler state), so a resumed run with more
+    steps simply continues on the longer schedule.
+    """
+    warmup = max(1, int(0.05 * cfg.steps))
+    if step < warmup:
+        return cfg.learning_rate * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, cfg.steps - warmup))
+    return cfg.learning_rate * (0.01 + 0.99 * 0.5 * (1.0 + np.cos(np.pi * progress)))
+
+
+def _save_checkpoint(path: Path, net, optimiser, step: int, sampler: PairSampler) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "step": step,
+            "net": net.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "sampler_rng": sampler.rng.bit_generator.state,
+            "python_rng": random.getstate(),
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, net, optimiser, sampler: PairSampler) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    net.load_state_dict(state["net"])
+    optimiser.load_state_dict(state["optimiser"])
+    torch.set_rng_state(state["torch_rng"])
+    sampler.rng.bit_generator.state = state["sampler_rng"]
+    random.setstate(state["python_rng"])
+    return int(state["step"])
+
+
+def plot_losses(csv_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(csv_path.open()))
+    if not rows:
+        return
+    steps = np.array([int(r["step"]) for r in rows])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name in ("total", "color", "novel_color", "depth"):
+        axes[0].plot(steps, [float(r[name]) for r in rows], label=name)
+    for name in ("semantic_render", "semantic_dense"):
+        axes[1].plot(steps, [float(r[name]) for r in rows], label=name)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_title("appearance and geometry losses")
+    axes[1].set_title("semantic losses")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate_heldout(predictor: GaussianPredictor, sequences: list[CachedSequence], frames_per_sequence: int,
+                     novel_offset: int = 10) -> dict:
+    """Held-out figures: own view, a view ``novel_offset`` frames later, semantics."""
+    frames, novel = [], []
+    for seq in sequences:
+        last = max(len(seq) - novel_offset - 1, 1)
+        for i in np.linspace(0, last, frames_per_sequence).astype(int):
+            frames.append(seq.frame(int(i)))
+            j = int(i) + novel_offset
+            novel.append(seq.frame(j) if j < len(seq) else None)
+    return evaluate_frames(lambda f, p: predictor.predict(f, p).gaussians, frames, novel, predictor.num_classes)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train, write weights and their card, return the card."""
+    start_time = time.time()
+    _seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_io.dump(cfg, out_dir / "train_config.yaml")
+    cache_dir = Path(cfg.cache_dir)
+    train_seqs = load_sequences(range(*cfg.train_seeds), cache_dir, cfg.frames_per_sequence, cfg.width, cfg.height,
+                                progress=progress)
+    heldout_seqs = load_sequences(range(*cfg.heldout_seeds), cache_dir, cfg.frames_per_sequence, cfg.width,
+                                  cfg.height, progress=progress)
+    overlap = set(range(*cfg.train_seeds)) & set(range(*cfg.heldout_seeds))
+    if overlap:
+        raise ValueError(f"held-out seeds {sorted(overlap)} are also training seeds")
+
+    net = GaussianPredictionNet(cfg.net).to(cfg.device)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sampler = PairSampler(train_seqs, (cfg.pair_offsets[0], cfg.pair_offsets[1]), cfg.seed)
+    checkpoint = out_dir / "checkpoint.pt"
+    csv_path = out_dir / "losses.csv"
+    step = 0
+    if resume and checkpoint.is_file():
+        step = _load_checkpoint(checkpoint, net, optimiser, sampler)
+        log.info("resumed from %s at step %d", checkpoint, step)
+    elif csv_path.exists():
+        csv_path.unlink()
+    step = _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress)
+    _save_checkpoint(checkpoint, net, optimiser, step, sampler)
+    plot_losses(csv_path, out_dir / "losses.png")
+    return _finish(cfg, net, heldout_seqs, step, time.time() - start_time, out_dir)
+
+
+def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress) -> int:
+    from tqdm import tqdm
+
+    stride_rng = np.random.default_rng([cfg.seed, 7])
+    for _ in range(step):
+        stride_rng.integers(len(cfg.strides))  # keep the stride sequence identical on resume
+    new_file = not csv_path.exists()
+    with csv_path.open("a", newline="") as fh, tqdm(total=cfg.steps, initial=step, disable=not progress,
+                                                   desc="train predictor", unit="step") as bar:
+        writer = csv.writer(fh)
+        if new_file:
+            writer.writerow(LOSS_COLUMNS)
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            stride = int(cfg.strides[stride_rng.integers(len(cfg.strides))])
+            for group in optimiser.param_groups:
+                group["lr"] = learning_rate(step, cfg)
+            losses = train_step(net, optimiser, sampler.sample(cfg.batch_size), stride, cfg)
+            step += 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                writer.writerow([step] + [f"{losses[k]:.6f}" for k in LOSS_COLUMNS[1:-1]]
+                                + [f"{time.perf_counter() - t0:.3f}"])
+                fh.flush()
+                bar.set_postfix(loss=f"{losses['total']:.4f}", color=f"{losses['color']:.4f}")
+            if step % cfg.checkpoint_every == 0:
+                _save_checkpoint(checkpoint, net, optimiser, step, sampler)
+                plot_losses(csv_path, csv_path.with_suffix(".png"))
+            bar.update(1)
+    return step
+
+
+def _finish(cfg: TrainConfig, net, heldout_seqs, step: int, seconds: float, out_dir: Path) -> dict:
+    weights_path = Path(cfg.weights_out) if cfg.weights_out else DEFAULT_WEIGHTS
+    save_weights(weights_path, net.cpu(), cfg.decode, extra={"steps": step})
+    metrics = {}
+    for stride in (8, 4, 16):
+        learned = GaussianPredictor(PredictorConfig(weights=str(weights_path), stride=stride))
+        metrics[f"stride{stride}"] = evaluate_heldout(learned, heldout_seqs, cfg.eval_frames_per_sequence)
+    card = {
+        "model": "gs4_slam Gaussian Prediction Model",
+        "weights": weights_path.name,
+        "parameters": net.num_parameters(),
+        "label_set": "scannet20",
+        "input": f"RGB-D {cfg.width}x{cfg.height}",
+        "training_data": {
+            "generator": "gs4_slam.synthetic (procedural rooms, Kinect-like noise)",
+            "train_seeds": list(range(*cfg.train_seeds)),
+            "heldout_seeds": list(range(*cfg.heldout_seeds)),
+            "frames_per_sequence": cfg.frames_per_sequence,
+        },
+        "steps": step,
+        "batch_size": cfg.batch_size,
+        "training_seconds": round(seconds, 1),
+        "device": cfg.device,
+        "torch": torch.__version__,
+        "heldout_metrics": metrics,
+        "config": config_io.to_dict(cfg),
+    }
+    card_path = weights_path.with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=2, default=str) + "\n")
+    (out_dir / "card.json").write_text(card_path.read_text())
+    log.info("weights written to %s, card to %s", weights_path, card_path)
+    return card
+
+
+def config_from_args(args) -> TrainConfig:
+    overrides = {}
+    for key in ("steps", "batch_size", "device", "out_dir", "weights_out", "threads", "cache_dir"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    paths = [args.config] if args.config else []
+    cfg = config_io.load(TrainConfig, *paths, overrides=overrides)
+    return dataclasses.replace(cfg)

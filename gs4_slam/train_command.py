@@ -1,0 +1,30 @@
+"""`gs4-slam train <model>`: train a learned component and write its weights and card."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _train_predictor(args: argparse.Namespace) -> int:
+    from gs4_slam.predictor.train import config_from_args, train
+
+    card = train(config_from_args(args), resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(card["heldout_metrics"], indent=2))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a learned component (writes weights and a card)")
+    models = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
+    predictor = models.add_parser("predictor", help="the Gaussian Prediction Model (weights/predictor.pt)")
+    predictor.add_argument("--config", help="YAML overlay of TrainConfig (e.g. config/train_predictor.yaml)")
+    predictor.add_argument("--steps", type=int, help="optimisation steps")
+    predictor.add_argument("--batch-size", type=int, dest="batch_size")
+    predictor.add_argument("--device", help="cpu or cuda")
+    predictor.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    predictor.add_argument("--out-dir", dest="out_dir", help="checkpoints, losses.csv/png (default build/train/predictor)")
+    predictor.add_argument("--cache-dir", dest="cache_dir", help="rendered synthetic sequences (default build/cache/synthetic)")
+    predictor.add_argument("--weights-out", dest="weights_out", help="where to write the weights (default weights/predictor.pt)")
+    predictor.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out-dir")
+    predictor.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predictor.set_defaults(func=_train_predictor)

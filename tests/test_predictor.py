@@ -1,0 +1,157 @@
+"""The Gaussian Prediction Model: decoding, the baseline, weights files, training."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gs4_slam.camera import Intrinsics, Pose
+from gs4_slam.frame import Frame
+from gs4_slam.predictor.decode import DecodeConfig, baseline_tokens, decode_image, pool_tokens
+from gs4_slam.predictor.evaluate import covisible_mask
+from gs4_slam.predictor.model import GaussianPredictionNet, PredictorNetConfig
+from gs4_slam.predictor.predictor import (
+    GaussianPredictor,
+    PredictorConfig,
+    PredictorWeightsError,
+    frame_tensors,
+    load_weights,
+    save_weights,
+)
+
+INTRINSICS = Intrinsics(64, 48, 60.0, 60.0, 31.5, 23.5)
+
+
+def _plane_frame(depth_m: float = 2.0, hole: bool = False) -> Frame:
+    rng = np.random.default_rng(0)
+    color = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    depth = np.full((48, 64), depth_m, dtype=np.float32)
+    if hole:
+        depth[:16, :16] = 0.0  # the top-left 2x2 tokens of stride 8 have no depth
+    labels = np.zeros((48, 64), dtype=np.uint8)
+    return Frame(0.0, color, depth, INTRINSICS, Pose.identity(), labels)
+
+
+def test_network_is_small_enough():
+    assert GaussianPredictionNet().num_parameters() <= 5_000_000
+
+
+def test_baseline_places_tokens_on_the_measured_surface():
+    frame = _plane_frame(2.0, hole=True)
+    rgb, depth = frame_tensors([frame])
+    grid = pool_tokens(rgb, depth, 8, 0.25)
+    tokens = baseline_tokens(grid, 20, 16)
+    T_world_cam = np.eye(4)
+    T_world_cam[:3, 3] = [1.0, 2.0, 3.0]
+    g = decode_image(tokens, grid, 0, INTRINSICS, T_world_cam, DecodeConfig())
+    assert len(g) == 6 * 8 - 4, "tokens without valid depth must be dropped"
+    assert torch.allclose(g.means[:, 2], torch.full((len(g),), 5.0))  # z = 2 m in front + 3 m offset
+    # The first kept token is (row 0, col 2): pixel centre u = 2*8 + 3.5.
+    expected_x = (19.5 - INTRINSICS.cx) / INTRINSICS.fx * 2.0 + 1.0
+    assert g.means[0, 0].item() == pytest.approx(expected_x, abs=1e-5)
+    pooled = rgb[0, :, 0:8, 16:24].mean(dim=(1, 2))
+    assert torch.allclose(g.colors_rgb()[0], pooled, atol=1e-5)
+    footprint = 2.0 * 8 * DecodeConfig().footprint_scale / 60.0
+    assert torch.allclose(g.scales(), torch.full_like(g.scales(), footprint), rtol=1e-5)
+    assert torch.allclose(g.opacities(), torch.full((len(g),), DecodeConfig().base_opacity), atol=1e-6)
+
+
+def test_untrained_network_reproduces_the_baseline():
+    frame = _plane_frame(1.5)
+    rgb, depth = frame_tensors([frame])
+    net = GaussianPredictionNet().eval()
+    with torch.no_grad():
+        out = net(rgb, depth, 8, dense_semantics=True)
+    grid = pool_tokens(rgb, depth, 8, 0.25)
+    learned = decode_image(out["tokens"], grid, 0, INTRINSICS, np.eye(4), DecodeConfig())
+    baseline = decode_image(baseline_tokens(grid, 20, 16), grid, 0, INTRINSICS, np.eye(4), DecodeConfig())
+    for name in ("means", "log_scales", "quats", "opacity_logits", "sh_dc"):
+        assert torch.allclose(getattr(learned, name), getattr(baseline, name), atol=1e-6), name
+    assert out["dense_semantic"].shape == (1, 20, 48, 64)
+    assert torch.allclose(learned.semantics.sum(dim=1), torch.ones(len(learned)), atol=1e-5)
+
+
+def test_rejects_sizes_and_strides_it_cannot_handle():
+    net = GaussianPredictionNet()
+    with pytest.raises(ValueError, match="multiple of 16"):
+        net(torch.zeros(1, 3, 50, 64), torch.zeros(1, 1, 50, 64))
+    with pytest.raises(ValueError, match="stride 2 not supported"):
+        net(torch.zeros(1, 3, 48, 64), torch.zeros(1, 1, 48, 64), stride=2)
+    with pytest.raises(ValueError, match="4, 8 or 16"):
+        PredictorConfig(stride=5)
+
+
+def test_weights_round_trip_and_clear_errors(tmp_path):
+    net = GaussianPredictionNet(PredictorNetConfig(widths=(8, 16, 16, 16)))
+    path = tmp_path / "w.pt"
+    save_weights(path, net, DecodeConfig(footprint_scale=0.6))
+    loaded, decode, _ = load_weights(path)
+    assert decode.footprint_scale == 0.6
+    for key, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+
+    with pytest.raises(PredictorWeightsError, match="not found.*gs4-slam train predictor"):
+        load_weights(tmp_path / "missing.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(PredictorWeightsError, match="unreadable.*gs4-slam train predictor"):
+        load_weights(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"hello": 1}, foreign)
+    with pytest.raises(PredictorWeightsError, match="not a gs4_slam.predictor"):
+        GaussianPredictor(PredictorConfig(weights=str(foreign)))
+
+
+def test_covisible_mask():
+    depth = torch.full((48, 64), 2.0)
+    eye = torch.eye(4)
+    assert covisible_mask(depth, eye, depth, eye, INTRINSICS).all()
+    moved = torch.eye(4)
+    moved[0, 3] = 1.0  # the view is 1 m to the right: its right part is outside the source image
+    mask = covisible_mask(depth, moved, depth, eye, INTRINSICS)
+    assert 0.3 < mask.float().mean() < 0.8
+    assert mask[:, 0].all() and not mask[:, -1].any()
+    occluder = depth.clone()
+    occluder[:, :] = 1.0  # the source saw a nearer surface everywhere
+    assert not covisible_mask(depth, eye, occluder, eye, INTRINSICS).any()
+
+
+@pytest.mark.slow
+def test_training_smoke_writes_everything_and_resumes(tmp_path):
+    from gs4_slam.predictor.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "run"),
+        cache_dir=str(tmp_path / "cache"),
+        weights_out=str(tmp_path / "run" / "predictor.pt"),
+        train_seeds=(0, 1),
+        heldout_seeds=(500, 501),
+        frames_per_sequence=12,
+        width=64,
+        height=48,
+        steps=2,
+        batch_size=2,
+        checkpoint_every=1,
+        log_every=1,
+        eval_frames_per_sequence=1,
+        net=PredictorNetConfig(widths=(8, 16, 16, 16)),
+    )
+    card = train(cfg, progress=False)
+    run = tmp_path / "run"
+    for name in ("losses.csv", "losses.png", "checkpoint.pt", "predictor.pt", "predictor.json", "train_config.yaml"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader((run / "losses.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    assert all(np.isfinite(float(r["total"])) for r in rows)
+    assert card["steps"] == 2 and set(card["heldout_metrics"]) == {"stride4", "stride8", "stride16"}
+    assert np.isfinite(card["heldout_metrics"]["stride8"]["psnr"])
+
+    import dataclasses
+
+    train(dataclasses.replace(cfg, steps=3), resume=True, progress=False)
+    rows = list(csv.DictReader((run / "losses.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3], "resume must continue, not restart"
+    assert GaussianPredictor(PredictorConfig(weights=str(run / "predictor.pt"))).card["steps"] == 3
