@@ -11,24 +11,33 @@ and alpha. Times are medians over several runs after a warm-up; forward runs
 with gradients enabled (as in tracking and mapping). Memory is the peak
 resident-set growth during the runs (CPU; resets through /proc/self/clear_refs)
 or torch's peak allocation (CUDA). The last line printed is one JSON object
-of all figures.
+of all figures. OMP_WAIT_POLICY defaults to PASSIVE here (see below); export
+GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000
+before running to keep page faults out of the figures as the SLAM process would.
 """
 from __future__ import annotations
 
-import argparse
-import gc
-import json
-import math
-import statistics
-import time
-from pathlib import Path
+import os
 
-import torch
+# Spinning OpenMP workers starve each other on a shared 2-core machine (measured
+# here: 450 ms instead of 64 ms per forward+backward at 2 threads); libgomp reads
+# this when torch loads it, so it is set before the import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from gs4_slam.camera import Intrinsics
-from gs4_slam.gaussians import GaussianSet, rgb_to_sh_dc
-from gs4_slam.render import has_cpu_kernels, render
-from gs4_slam.render.api import gsplat_cuda_available
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from gs4_slam.camera import Intrinsics  # noqa: E402
+from gs4_slam.gaussians import GaussianSet, rgb_to_sh_dc  # noqa: E402
+from gs4_slam.render import has_cpu_kernels, render  # noqa: E402
+from gs4_slam.render.api import gsplat_cuda_available  # noqa: E402
 
 SIZES = {"5k": 5_000, "20k": 20_000, "100k": 100_000}
 RESOLUTIONS = ((160, 120), (320, 240), (640, 480))
@@ -206,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {"20k": SIZES["20k"]} if args.quick else SIZES
     resolutions = ((320, 240),) if args.quick else RESOLUTIONS
     backends = available_backends(include_torch=not args.no_torch)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, backends: {', '.join(backends)}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
+          f"{os.environ.get('OMP_WAIT_POLICY')}, backends: {', '.join(backends)}")  # fmt: skip
     print(f"channels: {'+'.join(CHANNELS)}; median of {args.repeats} runs\n")
     header = f"{'backend':8} {'gaussians':>9} {'resolution':>10} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MiB':>9}"
     print(header)

@@ -1,6 +1,7 @@
 """Pure-PyTorch twins of the compiled CPU kernels: fallback and test oracle.
 
-``_bin_tiles`` twins ``bin_tiles``; ``_rasterize_to_pixels`` twins
+``_project_gaussians`` twins ``project_forward`` (and through autograd
+``project_backward``); ``_bin_tiles`` twins ``bin_tiles``; ``_rasterize_to_pixels`` twins
 ``rasterize_forward`` and (through autograd) ``rasterize_backward``. Both
 follow the compositing rules of 3DGS/gsplat documented in
 ``csrc/render_cpu.cpp``.
@@ -12,6 +13,8 @@ of its footprint box, the pairs that pass the alpha test are grouped by pixel
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -22,6 +25,101 @@ TRANSMITTANCE_MIN = 1e-4
 _CUT_SLACK_REL = 1e-3
 _CUT_SLACK_ABS = 1e-3
 _PIXEL_SLACK = 1e-3
+
+
+def _quat_to_rotmat(quats: Tensor) -> Tensor:
+    """Rotation matrices [N, 3, 3] of quaternions (w, x, y, z) [N, 4] (normalised first)."""
+    qq = (quats[:, :, None] * quats[:, None, :]).reshape(-1, 16)  # [N, 16]
+    rot = qq @ _quadratic_form(quats.dtype, quats.device).reshape(16, 9)
+    return (rot / (quats * quats).sum(-1, keepdim=True)).reshape(-1, 3, 3)
+
+
+@functools.lru_cache(maxsize=8)
+def _quadratic_form(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Q [16, 3, 3] with R(q) = sum_kl q_k q_l Q[4k + l] / |q|^2 for q = (w, x, y, z)."""
+    w, x, y, z = range(4)
+    terms = {  # entry of R -> ((k, l, coefficient), ...), quadratic in q
+        (0, 0): ((w, w, 1), (x, x, 1), (y, y, -1), (z, z, -1)),
+        (0, 1): ((x, y, 2), (w, z, -2)),
+        (0, 2): ((x, z, 2), (w, y, 2)),
+        (1, 0): ((x, y, 2), (w, z, 2)),
+        (1, 1): ((w, w, 1), (x, x, -1), (y, y, 1), (z, z, -1)),
+        (1, 2): ((y, z, 2), (w, x, -2)),
+        (2, 0): ((x, z, 2), (w, y, -2)),
+        (2, 1): ((y, z, 2), (w, x, 2)),
+        (2, 2): ((w, w, 1), (x, x, -1), (y, y, -1), (z, z, 1)),
+    }
+    form = torch.zeros(16, 3, 3, dtype=torch.float64)
+    for (i, j), products in terms.items():
+        for k, l, coefficient in products:
+            form[4 * k + l, i, j] = coefficient
+    return form.to(dtype=dtype, device=device)
+
+
+def _project_gaussians(
+    means: Tensor,  # [N, 3] world
+    quats: Tensor,  # [N, 4]
+    log_scales: Tensor,  # [N, 3]
+    T_cam_world: Tensor,  # [4, 4]  # noqa: N803 - transform naming convention
+    K: Tensor,  # [3, 3] rasteriser convention  # noqa: N803
+    width: int,
+    height: int,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Twin of the kernel ``project_forward``, differentiable through autograd.
+
+    Args:
+        means, quats, log_scales: the Gaussians.
+        T_cam_world: world-to-camera transform (may require grad).
+        K: camera matrix, principal point in the rasteriser convention.
+        width, height: image size, for the Jacobian clamp.
+        near_plane: Gaussians with depth <= this are culled.
+        far_plane: and those with depth >= this.
+        eps2d: added to the diagonal of each 2D covariance (anti-aliasing, as in 3DGS).
+
+    Returns:
+        means2d [N, 2], conics [N, 3], depths [N], valid [N] bool.
+    """
+    # Written for few, large tensor ops: at SLAM map sizes each op costs about
+    # as much in dispatch as in arithmetic, forward and backward alike.
+    rot_cw = T_cam_world[:3, :3]
+    p_cam = torch.addmm(T_cam_world[:3, 3], means, rot_cw.T)  # [N, 3]
+    x, y, z = p_cam.unbind(-1)
+    valid = (z > near_plane) & (z < far_plane) & torch.isfinite(p_cam).all(-1)
+    # Culled rows get a harmless depth so that nothing below produces inf/nan
+    # (whose gradients would poison the valid rows through the shared pose).
+    inv_z = 1.0 / torch.where(valid, z, torch.ones_like(z))
+
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
+    # Footprints of Gaussians far outside the view use the Jacobian at the
+    # border of a 1.3x wider view (as 3DGS/gsplat), keeping them bounded.
+    u_clamped = torch.clamp(x * inv_z, min=-(cx / fx + 0.3 * tan_fovx), max=(width - cx) / fx + 0.3 * tan_fovx)
+    v_clamped = torch.clamp(y * inv_z, min=-(cy / fy + 0.3 * tan_fovy), max=(height - cy) / fy + 0.3 * tan_fovy)
+
+    # R_cw R(q) for all Gaussians in one product: R(q) is a quadratic form of q,
+    # and R_cw folds into the form's coefficients.
+    form = torch.einsum("ik,qkj->qij", rot_cw, _quadratic_form(means.dtype, means.device)).reshape(16, 9)
+    qq = (quats[:, :, None] * quats[:, None, :]).reshape(-1, 16)  # [N, 16]
+    rot_cam = (qq @ form).reshape(-1, 3, 3)  # [N, 3, 3] times |q|^2
+    # Rows of J R_cw R S (J the projection Jacobian), whose outer products give
+    # the 2D covariance J R_cw Sigma R_cw^T J^T; 1/|q|^2 folds into J's entries.
+    jz = inv_z / (quats * quats).sum(-1)  # [N]
+    scales = log_scales.exp()
+    row_u = ((fx * jz)[:, None] * (rot_cam[:, 0] - u_clamped[:, None] * rot_cam[:, 2])) * scales  # [N, 3]
+    row_v = ((fy * jz)[:, None] * (rot_cam[:, 1] - v_clamped[:, None] * rot_cam[:, 2])) * scales  # [N, 3]
+    cov_a = (row_u * row_u).sum(-1) + eps2d
+    cov_b = (row_u * row_v).sum(-1)
+    cov_c = (row_v * row_v).sum(-1) + eps2d
+    det = cov_a * cov_c - cov_b * cov_b
+    valid = valid & (det > 0)
+    inv_det = 1.0 / torch.where(valid, det, torch.ones_like(det))
+    conics = torch.stack([cov_c, -cov_b, cov_a], dim=-1) * inv_det[:, None]
+
+    means2d = torch.stack([x * inv_z, y * inv_z], dim=-1) * torch.stack([fx, fy]) + torch.stack([cx, cy])
+    return means2d, conics, z, valid
 
 
 def _footprints(

@@ -205,12 +205,12 @@ def render(
         )  # fmt: skip
         columns = meta.pop("columns")
     else:
+        kernels = load_cpu_kernels() if name == "cpu" else None
         proj = project_gaussians(
             gaussians.means, gaussians.quats, gaussians.log_scales, gaussians.opacity_logits,
-            pose, K, width, height, near_plane, far_plane, eps2d,
+            pose, K, width, height, near_plane, far_plane, eps2d, kernels,
         )  # fmt: skip
         matrix, columns = _channel_matrix(gaussians, proj.depths, channels)
-        kernels = load_cpu_kernels() if name == "cpu" else None
         out = rasterize_to_pixels(
             proj.means2d, proj.conics, proj.opacities, matrix, proj.depths, proj.valid, width, height, kernels
         )

@@ -1,7 +1,8 @@
-// CPU kernels of the Gaussian rasteriser: tile binning, front-to-back
-// compositing and its backward pass. The PyTorch twins in
-// gs4_slam/render/_torch_impl.py (_bin_tiles, _rasterize_to_pixels) define the
-// semantics; tests hold the two to each other and to gsplat's reference.
+// CPU kernels of the Gaussian renderer: fused EWA projection, tile binning,
+// front-to-back compositing, and the backward passes. The PyTorch twins in
+// gs4_slam/render/_torch_impl.py (_project_gaussians, _bin_tiles,
+// _rasterize_to_pixels) define the semantics; tests hold the two to each other
+// and to gsplat's reference.
 //
 // Compositing follows 3DGS/gsplat exactly (alpha = min(0.999, o * exp(-sigma)),
 // Gaussians with alpha < 1/255 are skipped, a pixel stops before the Gaussian
@@ -489,6 +490,203 @@ void backward_impl(const T* m2d, const T* con, const T* opa, const T* col, int64
   });
 }
 
+// ---------------------------------------------------------------------------
+// Fused EWA projection (twin: _project_gaussians in _torch_impl.py).
+
+// Camera of the projection: pinhole in the rasteriser convention plus the
+// limits of the Jacobian clamp (1.3 x the field of view, as 3DGS/gsplat).
+struct Camera {
+  double fx, fy, cx, cy, lim_x_neg, lim_x_pos, lim_y_neg, lim_y_pos, near_plane, far_plane, eps2d;
+  Camera(double fx_, double fy_, double cx_, double cy_, int64_t width, int64_t height, double near_, double far_,
+         double eps)
+      : fx(fx_), fy(fy_), cx(cx_), cy(cy_), near_plane(near_), far_plane(far_), eps2d(eps) {
+    const double tan_x = 0.5 * width / fx, tan_y = 0.5 * height / fy;
+    lim_x_neg = cx / fx + 0.3 * tan_x;
+    lim_x_pos = (width - cx) / fx + 0.3 * tan_x;
+    lim_y_neg = cy / fy + 0.3 * tan_y;
+    lim_y_pos = (height - cy) / fy + 0.3 * tan_y;
+  }
+};
+
+// Rotation matrix (row-major) of a quaternion (w, x, y, z) normalised to q_hat.
+template <typename T>
+inline void quat_to_rotation(const T* q, T* q_hat, T* rot, T* inv_norm) {
+  const T n = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+  *inv_norm = T(1) / std::max(n, T(1e-12));
+  for (int k = 0; k < 4; ++k) q_hat[k] = q[k] * *inv_norm;
+  const T w = q_hat[0], x = q_hat[1], y = q_hat[2], z = q_hat[3];
+  rot[0] = 1 - 2 * (y * y + z * z); rot[1] = 2 * (x * y - w * z);     rot[2] = 2 * (x * z + w * y);
+  rot[3] = 2 * (x * y + w * z);     rot[4] = 1 - 2 * (x * x + z * z); rot[5] = 2 * (y * z - w * x);
+  rot[6] = 2 * (x * z - w * y);     rot[7] = 2 * (y * z + w * x);     rot[8] = 1 - 2 * (x * x + y * y);
+}
+
+// Everything the forward computes for one Gaussian, kept for its backward.
+template <typename T>
+struct ProjectionState {
+  T p[3];          // camera-frame mean
+  T inv_z, u, v;   // 1 / z and the normalised image coordinates
+  T uc, vc;        // u, v clamped for the Jacobian
+  bool u_free, v_free;  // the clamp passes gradients
+  T q_hat[4], inv_qnorm;
+  T rot[9];        // R(q_hat)
+  T rc[9];         // R_cw R(q_hat)
+  T scale[3];
+  T ru[3], rv[3];  // rows of J R_cw R S
+  T a, b, c, det;  // 2D covariance (dilated) and its determinant
+  bool valid;
+};
+
+template <typename T>
+inline void project_one(const T* mean, const T* quat, const T* log_scale, const T* view, const Camera& cam,
+                        ProjectionState<T>& s) {
+  for (int i = 0; i < 3; ++i)
+    s.p[i] = view[4 * i] * mean[0] + view[4 * i + 1] * mean[1] + view[4 * i + 2] * mean[2] + view[4 * i + 3];
+  const T z = s.p[2];
+  s.valid = z > T(cam.near_plane) && z < T(cam.far_plane) && std::isfinite(s.p[0]) && std::isfinite(s.p[1]);
+  if (!s.valid) return;
+  s.inv_z = T(1) / z;
+  s.u = s.p[0] * s.inv_z;
+  s.v = s.p[1] * s.inv_z;
+  // Inclusive bounds: torch.clamp passes gradients at the limits too.
+  s.u_free = s.u >= T(-cam.lim_x_neg) && s.u <= T(cam.lim_x_pos);
+  s.v_free = s.v >= T(-cam.lim_y_neg) && s.v <= T(cam.lim_y_pos);
+  s.uc = std::min(std::max(s.u, T(-cam.lim_x_neg)), T(cam.lim_x_pos));
+  s.vc = std::min(std::max(s.v, T(-cam.lim_y_neg)), T(cam.lim_y_pos));
+  quat_to_rotation(quat, s.q_hat, s.rot, &s.inv_qnorm);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j)
+      s.rc[3 * i + j] = view[4 * i] * s.rot[j] + view[4 * i + 1] * s.rot[3 + j] + view[4 * i + 2] * s.rot[6 + j];
+  for (int j = 0; j < 3; ++j) s.scale[j] = std::exp(log_scale[j]);
+  const T ju = T(cam.fx) * s.inv_z, jv = T(cam.fy) * s.inv_z;
+  for (int j = 0; j < 3; ++j) {
+    s.ru[j] = ju * (s.rc[j] - s.uc * s.rc[6 + j]) * s.scale[j];
+    s.rv[j] = jv * (s.rc[3 + j] - s.vc * s.rc[6 + j]) * s.scale[j];
+  }
+  s.a = s.ru[0] * s.ru[0] + s.ru[1] * s.ru[1] + s.ru[2] * s.ru[2] + T(cam.eps2d);
+  s.b = s.ru[0] * s.rv[0] + s.ru[1] * s.rv[1] + s.ru[2] * s.rv[2];
+  s.c = s.rv[0] * s.rv[0] + s.rv[1] * s.rv[1] + s.rv[2] * s.rv[2] + T(cam.eps2d);
+  s.det = s.a * s.c - s.b * s.b;
+  s.valid = s.det > T(0) && std::isfinite(s.det);
+}
+
+template <typename T>
+void project_forward_impl(const T* means, const T* quats, const T* log_scales, const T* view, const Camera& cam,
+                          int64_t n, T* means2d, T* conics, T* depths, bool* valid) {
+  at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
+    ProjectionState<T> s;
+    for (int64_t g = begin; g < end; ++g) {
+      project_one(means + 3 * g, quats + 4 * g, log_scales + 3 * g, view, cam, s);
+      depths[g] = s.p[2];
+      valid[g] = s.valid;
+      if (!s.valid) {
+        means2d[2 * g] = means2d[2 * g + 1] = T(0);
+        conics[3 * g] = conics[3 * g + 1] = conics[3 * g + 2] = T(0);
+        continue;
+      }
+      means2d[2 * g] = T(cam.fx) * s.u + T(cam.cx);
+      means2d[2 * g + 1] = T(cam.fy) * s.v + T(cam.cy);
+      const T inv_det = T(1) / s.det;
+      conics[3 * g] = s.c * inv_det;
+      conics[3 * g + 1] = -s.b * inv_det;
+      conics[3 * g + 2] = s.a * inv_det;
+    }
+  });
+}
+
+// Backward of project_one: gradients of one Gaussian's mean, quaternion and
+// log-scales, and its contribution to the view matrix gradient (rows 0..2).
+template <typename T>
+inline void project_one_backward(const T* mean, const ProjectionState<T>& s, const T* view, const Camera& cam,
+                                 const T* g_m2d, const T* g_con, T g_depth, T* g_mean, T* g_quat, T* g_log_scale,
+                                 double* g_view) {
+  T g_p[3] = {0, 0, g_depth};
+  if (s.valid) {
+    // conic = (c, -b, a) / det
+    const T inv_det2 = T(1) / (s.det * s.det);
+    const T ga = (-s.c * s.c * g_con[0] + s.b * s.c * g_con[1] - s.b * s.b * g_con[2]) * inv_det2;
+    const T gb = (T(2) * s.b * s.c * g_con[0] - (s.a * s.c + s.b * s.b) * g_con[1] + T(2) * s.a * s.b * g_con[2]) *
+                 inv_det2;
+    const T gc = (-s.b * s.b * g_con[0] + s.a * s.b * g_con[1] - s.a * s.a * g_con[2]) * inv_det2;
+    T g_ru[3], g_rv[3];
+    for (int j = 0; j < 3; ++j) {
+      g_ru[j] = T(2) * ga * s.ru[j] + gb * s.rv[j];
+      g_rv[j] = T(2) * gc * s.rv[j] + gb * s.ru[j];
+    }
+    // ru_j = fx inv_z (rc_0j - uc rc_2j) s_j, rv_j = fy inv_z (rc_1j - vc rc_2j) s_j
+    const T ju = T(cam.fx) * s.inv_z, jv = T(cam.fy) * s.inv_z;
+    T g_rc[9], g_inv_z = 0, g_uc = 0, g_vc = 0;
+    for (int j = 0; j < 3; ++j) {
+      const T eu = g_ru[j] * s.scale[j], ev = g_rv[j] * s.scale[j];
+      const T du = s.rc[j] - s.uc * s.rc[6 + j], dv = s.rc[3 + j] - s.vc * s.rc[6 + j];
+      g_log_scale[j] = (g_ru[j] * s.ru[j] + g_rv[j] * s.rv[j]);  // d/d log s = s d/ds
+      g_inv_z += T(cam.fx) * du * eu + T(cam.fy) * dv * ev;
+      g_uc -= ju * s.rc[6 + j] * eu;
+      g_vc -= jv * s.rc[6 + j] * ev;
+      g_rc[j] = ju * eu;
+      g_rc[3 + j] = jv * ev;
+      g_rc[6 + j] = -ju * s.uc * eu - jv * s.vc * ev;
+    }
+    // rc = R_cw rot: gradients of R_cw and of rot.
+    T g_rot[9];
+    for (int i = 0; i < 3; ++i) {
+      for (int j = 0; j < 3; ++j) {
+        g_view[4 * i + j] += double(g_rc[3 * i] * s.rot[3 * j] + g_rc[3 * i + 1] * s.rot[3 * j + 1] +
+                                    g_rc[3 * i + 2] * s.rot[3 * j + 2]);
+        g_rot[3 * i + j] = view[i] * g_rc[j] + view[4 + i] * g_rc[3 + j] + view[8 + i] * g_rc[6 + j];
+      }
+    }
+    // rot = R(q_hat), q_hat = q / |q|.
+    const T w = s.q_hat[0], x = s.q_hat[1], y = s.q_hat[2], z = s.q_hat[3];
+    const T* G = g_rot;
+    T gq[4];
+    gq[0] = 2 * (-z * G[1] + y * G[2] + z * G[3] - x * G[5] - y * G[6] + x * G[7]);
+    gq[1] = 2 * (y * G[1] + z * G[2] + y * G[3] - 2 * x * G[4] - w * G[5] + z * G[6] + w * G[7] - 2 * x * G[8]);
+    gq[2] = 2 * (-2 * y * G[0] + x * G[1] + w * G[2] + x * G[3] + z * G[5] - w * G[6] + z * G[7] - 2 * y * G[8]);
+    gq[3] = 2 * (-2 * z * G[0] - w * G[1] + x * G[2] + w * G[3] - 2 * z * G[4] + y * G[5] + x * G[6] + y * G[7]);
+    const T radial = gq[0] * w + gq[1] * x + gq[2] * y + gq[3] * z;
+    for (int k = 0; k < 4; ++k) g_quat[k] = (gq[k] - radial * s.q_hat[k]) * s.inv_qnorm;
+    // Jacobian clamp, then the image coordinates.
+    T g_u = T(cam.fx) * g_m2d[0] + (s.u_free ? g_uc : T(0));
+    T g_v = T(cam.fy) * g_m2d[1] + (s.v_free ? g_vc : T(0));
+    g_p[0] += g_u * s.inv_z;
+    g_p[1] += g_v * s.inv_z;
+    g_inv_z += g_u * s.p[0] + g_v * s.p[1];
+    g_p[2] -= g_inv_z * s.inv_z * s.inv_z;
+  } else {
+    for (int k = 0; k < 4; ++k) g_quat[k] = T(0);
+    for (int j = 0; j < 3; ++j) g_log_scale[j] = T(0);
+  }
+  // p = R_cw mean + t
+  for (int j = 0; j < 3; ++j) g_mean[j] = view[j] * g_p[0] + view[4 + j] * g_p[1] + view[8 + j] * g_p[2];
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 3; ++j) g_view[4 * i + j] += double(g_p[i] * mean[j]);
+    g_view[4 * i + 3] += double(g_p[i]);
+  }
+}
+
+// Pose gradients are summed per chunk (fixed chunking: deterministic), then over chunks.
+template <typename T>
+void project_backward_impl(const T* means, const T* quats, const T* log_scales, const T* view, const Camera& cam,
+                           int64_t n, const T* g_m2d, const T* g_con, const T* g_dep, T* g_means, T* g_quats,
+                           T* g_log_scales, double* g_view) {
+  constexpr int64_t kChunk = 2048;
+  const int64_t n_chunks = std::max<int64_t>(1, (n + kChunk - 1) / kChunk);
+  std::vector<double> partial(12 * n_chunks, 0.0);
+  at::parallel_for(0, n_chunks, 1, [&](int64_t first, int64_t last_chunk) {
+    ProjectionState<T> s;
+    for (int64_t chunk = first; chunk < last_chunk; ++chunk) {
+      double* acc = partial.data() + 12 * chunk;
+      for (int64_t g = chunk * kChunk; g < std::min(n, (chunk + 1) * kChunk); ++g) {
+        project_one(means + 3 * g, quats + 4 * g, log_scales + 3 * g, view, cam, s);
+        project_one_backward(means + 3 * g, s, view, cam, g_m2d + 2 * g, g_con + 3 * g, g_dep[g], g_means + 3 * g,
+                             g_quats + 4 * g, g_log_scales + 3 * g, acc);
+      }
+    }
+  });
+  for (int64_t chunk = 0; chunk < n_chunks; ++chunk)
+    for (int k = 0; k < 12; ++k) g_view[k] += partial[12 * chunk + k];
+}
+
 void check_input(const torch::Tensor& t, const char* name, int64_t rows, int64_t cols, at::ScalarType dtype) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU");
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
@@ -609,8 +807,72 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
           total.slice(1, kGradHead, kGradHead + n_ch).contiguous()};
 }
 
+// Projects Gaussians (means [N, 3], quats [N, 4] (w, x, y, z), log_scales
+// [N, 3]) through the world-to-camera `viewmat` [4, 4] into a pinhole camera
+// (rasteriser convention). Returns (means2d [N, 2], conics [N, 3], depths [N],
+// valid [N] bool); invalid rows hold zeros.
+std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor quats, torch::Tensor log_scales,
+                                           torch::Tensor viewmat, double fx, double fy, double cx, double cy,
+                                           int64_t width, int64_t height, double near_plane, double far_plane,
+                                           double eps2d) {
+  const int64_t n = means.size(0);
+  const auto dtype = means.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "float32 or float64 expected, got ", dtype);
+  check_input(means, "means", n, 3, dtype);
+  check_input(quats, "quats", n, 4, dtype);
+  check_input(log_scales, "log_scales", n, 3, dtype);
+  check_input(viewmat, "viewmat", 4, 4, dtype);
+  const Camera cam(fx, fy, cx, cy, width, height, near_plane, far_plane, eps2d);
+  torch::Tensor means2d = torch::empty({n, 2}, means.options());
+  torch::Tensor conics = torch::empty({n, 3}, means.options());
+  torch::Tensor depths = torch::empty({n}, means.options());
+  torch::Tensor valid = torch::empty({n}, means.options().dtype(torch::kBool));
+  AT_DISPATCH_FLOATING_TYPES(dtype, "project_forward", [&] {
+    project_forward_impl<scalar_t>(means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(),
+                                   log_scales.data_ptr<scalar_t>(), viewmat.data_ptr<scalar_t>(), cam, n,
+                                   means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
+                                   depths.data_ptr<scalar_t>(), valid.data_ptr<bool>());
+  });
+  return {means2d, conics, depths, valid};
+}
+
+// Gradients of the loss w.r.t. (means, quats, log_scales, viewmat) given its
+// gradients w.r.t. project_forward's (means2d, conics, depths).
+std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor quats, torch::Tensor log_scales,
+                                            torch::Tensor viewmat, double fx, double fy, double cx, double cy,
+                                            int64_t width, int64_t height, double near_plane, double far_plane,
+                                            double eps2d, torch::Tensor grad_means2d, torch::Tensor grad_conics,
+                                            torch::Tensor grad_depths) {
+  const int64_t n = means.size(0);
+  const auto dtype = means.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "float32 or float64 expected, got ", dtype);
+  check_input(means, "means", n, 3, dtype);
+  check_input(quats, "quats", n, 4, dtype);
+  check_input(log_scales, "log_scales", n, 3, dtype);
+  check_input(viewmat, "viewmat", 4, 4, dtype);
+  check_input(grad_means2d, "grad_means2d", n, 2, dtype);
+  check_input(grad_conics, "grad_conics", n, 3, dtype);
+  check_input(grad_depths, "grad_depths", n, 0, dtype);
+  const Camera cam(fx, fy, cx, cy, width, height, near_plane, far_plane, eps2d);
+  torch::Tensor g_means = torch::empty({n, 3}, means.options());
+  torch::Tensor g_quats = torch::empty({n, 4}, means.options());
+  torch::Tensor g_log_scales = torch::empty({n, 3}, means.options());
+  torch::Tensor g_view = torch::zeros({4, 4}, means.options().dtype(torch::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(dtype, "project_backward", [&] {
+    project_backward_impl<scalar_t>(means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(),
+                                    log_scales.data_ptr<scalar_t>(), viewmat.data_ptr<scalar_t>(), cam, n,
+                                    grad_means2d.data_ptr<scalar_t>(), grad_conics.data_ptr<scalar_t>(),
+                                    grad_depths.data_ptr<scalar_t>(), g_means.data_ptr<scalar_t>(),
+                                    g_quats.data_ptr<scalar_t>(), g_log_scales.data_ptr<scalar_t>(),
+                                    g_view.data_ptr<double>());
+  });
+  return {g_means, g_quats, g_log_scales, g_view.to(dtype)};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gs4_slam CPU Gaussian rasterisation kernels";
+  m.def("project_forward", &project_forward, "Fused EWA projection of 3D Gaussians");
+  m.def("project_backward", &project_backward, "Backward of project_forward, including the view matrix");
   m.def("bin_tiles", &bin_tiles, "Bin visible Gaussians into depth-sorted tile lists");
   m.def("rasterize_forward", &rasterize_forward, "Front-to-back compositing of N-channel Gaussians");
   m.def("rasterize_backward", &rasterize_backward, "Backward of rasterize_forward");
