@@ -13,11 +13,10 @@ _SSIM_C1 = 0.01**2
 _SSIM_C2 = 0.03**2
 
 
-def _gaussian_window(size: int, sigma: float, channels: int, like: Tensor) -> Tensor:
+def _gaussian_window_1d(size: int, sigma: float, like: Tensor) -> Tensor:
     coords = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2.0
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+    return g / g.sum()
 
 
 def ssim_map(x: Tensor, y: Tensor, window_size: int = 11, sigma: float = 1.5) -> Tensor:
@@ -33,11 +32,16 @@ def ssim_map(x: Tensor, y: Tensor, window_size: int = 11, sigma: float = 1.5) ->
     if squeeze:
         x, y = x[None], y[None]
     channels = x.shape[1]
-    window = _gaussian_window(window_size, sigma, channels, x)
+    g = _gaussian_window_1d(window_size, sigma, x)
+    # The 2D Gaussian window is separable: a row pass and a column pass do the
+    # same as one 11x11 convolution (with the same zero padding) at 2/11 the cost.
+    row = g.reshape(1, 1, 1, -1).expand(channels, 1, 1, window_size).contiguous()
+    col = g.reshape(1, 1, -1, 1).expand(channels, 1, window_size, 1).contiguous()
     pad = window_size // 2
 
     def blur(t: Tensor) -> Tensor:
-        return F.conv2d(t, window, padding=pad, groups=channels)
+        t = F.conv2d(t, row, padding=(0, pad), groups=channels)
+        return F.conv2d(t, col, padding=(pad, 0), groups=channels)
 
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x**2
