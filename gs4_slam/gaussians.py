@@ -178,6 +178,9 @@ class GaussianMap:
         sh_degree: degree of the stored colour SH (0..3); the renderer uses DC only.
         capacity: initial number of rows.
         label_names: names of the C classes, kept with the map and saved with it.
+
+    Attributes:
+        metadata: free-form JSON-serialisable facts about the map (saved with it).
     """
 
     def __init__(
@@ -198,6 +201,7 @@ class GaussianMap:
         self.label_names: tuple[str, ...] = tuple(label_names)
         if self.label_names and len(self.label_names) != self.num_classes:
             raise ValueError(f"{len(self.label_names)} label names for {self.num_classes} classes")
+        self.metadata: dict = {}
         self._shapes = _field_shapes(self.num_classes, self.feature_dim, sh_rest_count(self.sh_degree))
         self._size = 0
         self._buffers = self._allocate(max(int(capacity), 1), torch.device(device), dtype)
