@@ -202,6 +202,8 @@ def load_map(path: str | Path, device: torch.device | str = "cpu") -> GaussianMa
     sidecar = _read_sidecar(path, n, map_id)
 
     def stack(names: list[str]) -> torch.Tensor:
+        if not names:
+            return torch.zeros(n, 0)
         return torch.from_numpy(np.stack([columns[name] for name in names], axis=1).astype(np.float32))
 
     rest = stack([f"f_rest_{i}" for i in range(3 * sh_rest)]).reshape(n, 3, sh_rest).transpose(1, 2)

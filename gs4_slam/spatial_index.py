@@ -12,6 +12,8 @@ small means many empty cells per query, too large many candidates per cell.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -66,6 +68,9 @@ class VoxelHashIndex:
     def _candidates(self, queries: Tensor, reach: int) -> tuple[Tensor, Tensor, Tensor]:
         """Points in the (2 reach + 1)^3 cells around each query: (query id, sorted position, squared distance)."""
         device = queries.device
+        if len(self.cell_keys) == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            return empty, empty, torch.zeros(0, dtype=queries.dtype, device=device)
         n_cells = (2 * reach + 1) ** 3
         keys = _pack(self._cells(queries)[:, None, :] + self._offsets(reach, device)[None]).reshape(-1)  # [Q * K]
         slot = torch.searchsorted(self.cell_keys, keys)
@@ -107,9 +112,16 @@ class VoxelHashIndex:
             query_idx [M], point_idx [M], distance [M]: pairs grouped by query
             (in query order), in no particular order within a query.
         """
-        reach = max(1, int(torch.ceil(torch.tensor(r / self.voxel_size)).item()))
+        reach = max(1, math.ceil(r / self.voxel_size))
         out = [], [], []
-        for chunk in self._chunks(len(queries), reach):
+        if self._block_too_large(reach):
+            for chunk in self._brute_chunks(len(queries)):
+                dist = self._distances(queries[chunk])
+                query, point = torch.nonzero(dist <= r, as_tuple=True)
+                out[0].append(query + chunk.start)
+                out[1].append(point)
+                out[2].append(dist[query, point])
+        for chunk in [] if out[0] else self._chunks(len(queries), reach):
             query, position, dist_sq = self._candidates(queries[chunk], reach)
             keep = dist_sq <= r * r
             out[0].append(query[keep] + chunk.start)
@@ -146,6 +158,9 @@ class VoxelHashIndex:
         pending = torch.arange(n_q, device=device)
         reach = 1
         while len(pending):
+            if self._block_too_large(reach):
+                self._knn_brute(queries, pending, k, max_radius, indices, dists)
+                break
             for chunk in self._chunks(len(pending), reach):
                 rows = pending[chunk]
                 indices[rows], dists[rows] = self._knn_block(queries[rows], k, reach, max_radius)
@@ -161,6 +176,32 @@ class VoxelHashIndex:
             else:
                 reach *= 2
         return indices, dists
+
+    def _block_too_large(self, reach: int) -> bool:
+        """Whether a (2 reach + 1)^3 block has more cells than the index has occupied ones."""
+        return (2 * reach + 1) ** 3 > max(27, len(self.cell_keys))
+
+    def _brute_chunks(self, n_queries: int) -> list[slice]:
+        step = max(1, _MAX_PAIRS // max(len(self), 1))
+        return [slice(i, min(i + step, n_queries)) for i in range(0, n_queries, step)]
+
+    def _distances(self, queries: Tensor) -> Tensor:
+        """Exact distances [Q, N] to every point (no matrix-product shortcut: it loses precision)."""
+        return torch.cdist(queries, self.points.to(queries.dtype), compute_mode="donot_use_mm_for_euclid_dist")
+
+    def _knn_brute(self, queries: Tensor, rows: Tensor, k: int, max_radius: float | None,
+                   indices: Tensor, dists: Tensor) -> None:  # fmt: skip
+        """k nearest of queries[rows] against all points, written into indices/dists."""
+        kk = min(k, len(self))
+        for chunk in self._brute_chunks(len(rows)):
+            sub = rows[chunk]
+            dist = self._distances(queries[sub])
+            if max_radius is not None:
+                dist = torch.where(dist <= max_radius, dist, torch.full_like(dist, float("inf")))
+            best, idx = torch.topk(dist, kk, dim=1, largest=False)
+            found = torch.isfinite(best)
+            indices[sub, :kk] = torch.where(found, idx, torch.full_like(idx, -1))
+            dists[sub, :kk] = best
 
     def _knn_block(self, queries: Tensor, k: int, reach: int, max_radius: float | None) -> tuple[Tensor, Tensor]:
         """k nearest among the candidates of the (2 reach + 1)^3 block: [Q, k] indices and distances."""

@@ -104,7 +104,7 @@ def _pose_tensor(T_cam_world: Tensor | np.ndarray | Pose, like: Tensor) -> Tenso
     if isinstance(T_cam_world, Pose):
         T_cam_world = T_cam_world.matrix
     if isinstance(T_cam_world, np.ndarray):
-        T_cam_world = torch.from_numpy(np.ascontiguousarray(T_cam_world))
+        T_cam_world = torch.from_numpy(np.array(T_cam_world, dtype=np.float64))
     if tuple(T_cam_world.shape) != (4, 4):
         raise ValueError(f"T_cam_world must be 4x4, got {list(T_cam_world.shape)}")
     return T_cam_world.to(device=like.device, dtype=like.dtype)
