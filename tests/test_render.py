@@ -232,7 +232,7 @@ def test_kernels_match_torch_twins(kernels, dtype, n_channels):
     assert torch.equal(r_k.pixel_contributors, r_t.pixel_contributors)
     assert torch.equal(r_k.gaussian_pixels, r_t.gaussian_pixels)
     for a, b in zip(g_k, g_t):
-        if b is not None and b.abs().max() > 0:
+        if b is not None and b.numel() and b.abs().max() > 0:
             assert rel_err(a, b) < tol
 
 

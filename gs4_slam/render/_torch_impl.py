@@ -9,7 +9,8 @@ follow the compositing rules of 3DGS/gsplat documented in
 The rasteriser does not use tiles: every Gaussian is expanded into the pixels
 of its footprint box, the pairs that pass the alpha test are grouped by pixel
 (in depth order), and each pixel's transmittance is a running sum of
-``log(1 - alpha)``. Costs are proportional to the number of pairs.
+``log(1 - alpha)``. Time and memory are proportional to the number of pairs
+(times the channels).
 """
 from __future__ import annotations
 
@@ -266,11 +267,10 @@ def _rasterize_to_pixels(
     weights = (alpha.double() * t_before)[included].to(dtype)
     gid, pix = gid[included], pix[included]
 
-    if n_ch > 0:
-        matrix = torch.sparse_coo_tensor(torch.stack([pix, gid]), weights, (n_pix, n), check_invariants=False)
-        image = torch.sparse.mm(matrix, colors).reshape(height, width, n_ch)
-    else:
-        image = colors.new_zeros(height, width, 0)
+    # A gather and a scatter-add, not a sparse matrix product: the latter's
+    # backward materialises a dense [pixels, N] gradient.
+    image = colors.new_zeros(n_pix, n_ch).index_add(0, pix, weights[:, None] * colors.index_select(0, gid))
+    image = image.reshape(height, width, n_ch)
     alpha_img = torch.zeros(n_pix, dtype=dtype, device=device).index_add(0, pix, weights).reshape(height, width)
     pix_count = torch.bincount(pix, minlength=n_pix).to(torch.int32).reshape(height, width)
     gauss_count = torch.bincount(gid, minlength=n).to(torch.int32)
