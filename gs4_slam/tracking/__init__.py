@@ -7,6 +7,7 @@
 from gs4_slam.tracking.keyframes import Keyframe, KeyframePolicy, KeyframeStore
 from gs4_slam.tracking.solver import Alignment, SolverConfig, align
 from gs4_slam.tracking.tracker import (
+    DEFAULT_CONFIG_PATH,
     MapRenderer,
     QualityThresholds,
     RelocalizationConfig,
@@ -14,9 +15,11 @@ from gs4_slam.tracking.tracker import (
     TrackerConfig,
     TrackingResult,
     TrackingStatus,
+    load_tracker_config,
 )
 
 __all__ = [
+    "DEFAULT_CONFIG_PATH",
     "Alignment",
     "Keyframe",
     "KeyframePolicy",
@@ -30,4 +33,5 @@ __all__ = [
     "TrackingResult",
     "TrackingStatus",
     "align",
+    "load_tracker_config",
 ]

@@ -35,8 +35,8 @@ class KeyframePolicy:
             and stay only as records).
     """
 
-    translation_m: float = 0.1
-    rotation_rad: float = 0.15
+    translation_m: float = 0.15
+    rotation_rad: float = 0.2
     min_overlap: float = 0.7
     revisit: bool = True
     revisit_radius: float = 1.0

@@ -47,6 +47,8 @@ class SolverConfig:
             square of the depth like a structured-light sensor's.
         photometric_sigma: intensity noise (intensities are in [0, 1]).
         huber_k: Huber threshold in units of each term's sigma.
+        inlier_sigmas: a correspondence whose point-to-plane residual is within
+            this many sigmas is an inlier (counted in the valid ratio).
         max_correspondence_m: farther point pairs are not correspondences.
         finest_stride: keep every n-th source pixel (in u and v) at the finest
             level; the coarse levels already hold the wide-basin information, the
@@ -62,14 +64,15 @@ class SolverConfig:
 
     levels: int = 3
     iterations: tuple[int, ...] = (3, 6, 10)
-    photometric_weight: float = 1.0
+    photometric_weight: float = 0.3
     geometric_sigma_m: float = 0.004
     photometric_sigma: float = 0.03
     huber_k: float = 2.0
+    inlier_sigmas: float = 3.0
     max_correspondence_m: float = 0.1
     finest_stride: int = 2
     min_points: int = 60
-    convergence_eps: float = 1e-5
+    convergence_eps: float = 1e-4
     min_depth_m: float = 0.1
     max_depth_m: float = 5.0
     normal_smoothing: bool = True
@@ -129,8 +132,11 @@ class Alignment:
 
     Attributes:
         T_ref_src: [4, 4] float64 estimate.
-        valid_ratio: correspondences / source points at the finest level used.
+        valid_ratio: inlier correspondences / source points at the finest level.
+        overlap: correspondences (inliers or not) / source points.
         geometric_rmse_m: RMS point-to-plane residual of the correspondences.
+        normalized_residual: RMS point-to-plane residual in units of the
+            depth-dependent noise sigma (about 1 for a perfect fit).
         photometric_rmse: RMS intensity residual of the correspondences.
         num_correspondences: at the finest level used.
         num_points: source points at the finest level used.
@@ -141,7 +147,9 @@ class Alignment:
 
     T_ref_src: np.ndarray
     valid_ratio: float = 0.0
+    overlap: float = 0.0
     geometric_rmse_m: float = float("inf")
+    normalized_residual: float = float("inf")
     photometric_rmse: float = float("inf")
     num_correspondences: int = 0
     num_points: int = 0
@@ -337,6 +345,8 @@ class _Normal:
     num_correspondences: int
     geometric_rmse_m: float
     photometric_rmse: float
+    num_inliers: int = 0
+    normalized_residual: float = float("inf")
 
 
 def _normal_equations(res: Residuals, config: SolverConfig) -> _Normal:
@@ -360,6 +370,8 @@ def _normal_equations(res: Residuals, config: SolverConfig) -> _Normal:
         num_correspondences=count,
         geometric_rmse_m=float(np.sqrt(np.mean(res.geometric**2))) if count else float("inf"),
         photometric_rmse=float(np.sqrt(np.mean(res.photometric**2))) if count else float("inf"),
+        num_inliers=int(np.count_nonzero(np.abs(geo) <= config.inlier_sigmas)),
+        normalized_residual=float(np.sqrt(np.mean(geo**2))) if count else float("inf"),
     )
 
 
@@ -377,7 +389,7 @@ def linearize_kernel(
         ref.geometry, ref.valid, ref.photo, intr.width, intr.height, intr.fx, intr.fy, intr.cx, intr.cy,
         src.points, src.gray, np.ascontiguousarray(T_ref_src, dtype=np.float64),
         config.min_depth_m, config.max_correspondence_m, config.geometric_sigma_m,
-        config.photometric_sigma, config.photometric_weight, config.huber_k,
+        config.photometric_sigma, config.photometric_weight, config.huber_k, config.inlier_sigmas,
     )  # fmt: skip
     count = int(stats[0])
     return _Normal(
@@ -386,6 +398,8 @@ def linearize_kernel(
         num_correspondences=count,
         geometric_rmse_m=float(np.sqrt(stats[1] / count)) if count else float("inf"),
         photometric_rmse=float(np.sqrt(stats[2] / count)) if count else float("inf"),
+        num_inliers=int(stats[3]),
+        normalized_residual=float(np.sqrt(stats[4] / count)) if count else float("inf"),
     )
 
 
@@ -404,7 +418,7 @@ def check_kernel(module) -> None:
     expected = linearize_numpy(ref, src, T, config)
     got = linearize_kernel(module, ref, src, T, config)
     scale = np.abs(expected.hessian).max()
-    if got.num_correspondences != expected.num_correspondences:
+    if (got.num_correspondences, got.num_inliers) != (expected.num_correspondences, expected.num_inliers):
         raise RuntimeError(f"kernel: {got.num_correspondences} correspondences, NumPy {expected.num_correspondences}")
     if not np.allclose(got.hessian, expected.hessian, rtol=1e-3, atol=1e-4 * scale):
         raise RuntimeError("kernel: normal matrix differs from the NumPy oracle")
@@ -451,31 +465,32 @@ def align(
         top = min(top, coarsest_level)
     result = Alignment(T_ref_src=T.copy())
     total_iterations = 0
-    normal: _Normal | None = None
     for level in range(top, -1, -1):
         iterations = max(1, int(round(config.iterations_at(level) * iteration_scale)))
         for _ in range(iterations):
             normal = linearize(level, T)
+            # A coarse level of a small or sparse image may hold too few points:
+            # it is skipped, and only the finest level's verdict counts (below).
             if normal.num_correspondences < config.min_points:
                 break
             try:
                 step = -np.linalg.solve(normal.hessian, normal.gradient)
             except np.linalg.LinAlgError:
-                normal = None
+                break
+            if not np.all(np.isfinite(step)):
                 break
             T = se3_exp(step) @ T
             total_iterations += 1
             if np.linalg.norm(step) < config.convergence_eps:
                 break
-        if normal is None or normal.num_correspondences < config.min_points:
-            result.iterations = total_iterations
-            return result
     # Quality at the final estimate (the loop's last figures predate the last step).
     normal = linearize(0, T)
     result.T_ref_src = T
     result.num_points = len(source[0].points)
     result.num_correspondences = normal.num_correspondences
-    result.valid_ratio = normal.num_correspondences / max(result.num_points, 1)
+    result.valid_ratio = normal.num_inliers / max(result.num_points, 1)
+    result.overlap = normal.num_correspondences / max(result.num_points, 1)
+    result.normalized_residual = normal.normalized_residual
     result.geometric_rmse_m = normal.geometric_rmse_m
     result.photometric_rmse = normal.photometric_rmse
     result.iterations = total_iterations

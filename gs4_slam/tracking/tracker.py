@@ -20,11 +20,13 @@ import enum
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
 
+from gs4_slam import config as config_io
 from gs4_slam.camera import Intrinsics, Pose
 from gs4_slam.frame import Frame
 from gs4_slam.tracking.keyframes import Keyframe, KeyframePolicy, KeyframeStore
@@ -58,11 +60,13 @@ class QualityThresholds:
     """Limits that grade an alignment.
 
     Attributes:
-        lost_min_valid_ratio: below this fraction of points with a
+        lost_min_valid_ratio: below this fraction of points with an inlier
             correspondence the frame is LOST.
         weak_min_valid_ratio: below this it is WEAK.
-        lost_max_residual_m: RMS point-to-plane residual above which it is LOST.
-        weak_max_residual_m: above this it is WEAK.
+        lost_max_residual: RMS point-to-plane residual, in units of the
+            depth-dependent sensor noise (so the same limit serves near and far
+            scenes), above which the frame is LOST.
+        weak_max_residual: above this it is WEAK.
         max_speed_m_s: faster camera motion is implausible (LOST).
         max_angular_speed_rad_s: faster turning is implausible (LOST).
         min_condition: smallest eigenvalue of the normalised normal matrix
@@ -72,8 +76,8 @@ class QualityThresholds:
 
     lost_min_valid_ratio: float = 0.3
     weak_min_valid_ratio: float = 0.5
-    lost_max_residual_m: float = 0.03
-    weak_max_residual_m: float = 0.015
+    lost_max_residual: float = 5.0
+    weak_max_residual: float = 3.0
     max_speed_m_s: float = 3.0
     max_angular_speed_rad_s: float = 6.0
     min_condition: float = 1e-6
@@ -83,20 +87,30 @@ class QualityThresholds:
 class RelocalizationConfig:
     """Re-localisation against recent keyframes after a loss.
 
+    A match must fit about as well as the frames tracked before the loss: the
+    limits below are multiples of the running averages of the normalised
+    residual and of the photometric residual of good frames, so they adapt to
+    the sensor's noise. (A wrong match can reach a fair overlap on a room's
+    planes, but not a good fit in both geometry and intensity.)
+
     Attributes:
-        keyframes: how many of the most recent keyframes are tried (plus those
-            nearest to the last good pose).
+        keyframes: how many of the most recent keyframes are tried (plus the
+            two nearest the last good pose, from that pose).
         extra_levels: coarser pyramid levels added for the wider search.
         iteration_scale: multiplies the iterations per level.
-        min_valid_ratio: an accepted match has at least this overlap ...
-        max_residual_m: ... and at most this RMS point-to-plane residual.
+        min_valid_ratio: an accepted match has at least this inlier ratio ...
+        max_residual_ratio: ... a normalised residual at most this multiple
+            of the running average (and at least 1 sigma is allowed) ...
+        max_photometric_ratio: ... and a photometric residual at most this
+            multiple of the running average (at least the photometric sigma).
     """
 
     keyframes: int = 5
     extra_levels: int = 1
     iteration_scale: float = 2.0
-    min_valid_ratio: float = 0.6
-    max_residual_m: float = 0.012
+    min_valid_ratio: float = 0.4
+    max_residual_ratio: float = 1.5
+    max_photometric_ratio: float = 1.5
 
 
 @dataclass
@@ -124,6 +138,15 @@ class TrackerConfig:
     use_kernel: bool = True
 
 
+#: The tracker's YAML overlay in a source checkout.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "tracking.yaml"
+
+
+def load_tracker_config(*paths: str | Path, overrides: dict | None = None) -> TrackerConfig:
+    """TrackerConfig from YAML overlays (strict: unknown keys are errors)."""
+    return config_io.load(TrackerConfig, *paths, overrides=overrides)
+
+
 @dataclass(frozen=True)
 class TrackingResult:
     """What :meth:`Tracker.track` says about one frame.
@@ -131,9 +154,11 @@ class TrackingResult:
     Attributes:
         T_world_cam: camera-to-world pose; for a LOST frame the last good pose.
         status: OK, WEAK or LOST.
-        valid_ratio: fraction of the frame's points with a correspondence in
-            the reference (0 when LOST without an alignment).
-        residual_m: RMS point-to-plane residual of those correspondences.
+        valid_ratio: fraction of the frame's points with an inlier
+            correspondence in the reference (0 when LOST).
+        residual_m: RMS point-to-plane residual of the correspondences (m).
+        normalized_residual: the same in units of the depth-dependent sensor
+            noise (about 1 for a perfect fit); what the grading uses.
         photometric_residual: RMS intensity residual (intensities in [0, 1]).
         is_keyframe: the frame became a keyframe.
         keyframe_id: the reference keyframe after this frame (None before the first).
@@ -149,6 +174,7 @@ class TrackingResult:
     status: TrackingStatus
     valid_ratio: float
     residual_m: float
+    normalized_residual: float = float("inf")
     photometric_residual: float = float("inf")
     is_keyframe: bool = False
     keyframe_id: int | None = None
@@ -223,6 +249,9 @@ class Tracker:
         self._t_last_s: float | None = None
         self._dt_prev_s: float | None = None
         self._lost = False
+        # Until good frames say otherwise: a fit at the noise model's level.
+        self._typical_residual = 1.0
+        self._typical_photometric = self.config.solver.photometric_sigma
 
     @property
     def keyframes(self) -> list[Keyframe]:
@@ -304,6 +333,7 @@ class Tracker:
             status=TrackingStatus.OK,
             valid_ratio=1.0,
             residual_m=0.0,
+            normalized_residual=0.0,
             photometric_residual=0.0,
             is_keyframe=True,
             keyframe_id=keyframe.id,
@@ -323,6 +353,8 @@ class Tracker:
         status, reason = self._grade(alignment, T_world_cam, frame.timestamp_s)
         if status is TrackingStatus.LOST:
             return self._recover(frame, data, timings, reason=reason, iterations=alignment.iterations)
+        if status is TrackingStatus.OK:
+            self._update_typical_fit(alignment)
 
         t0 = time.perf_counter()
         is_keyframe = False
@@ -335,6 +367,7 @@ class Tracker:
             status=status,
             valid_ratio=alignment.valid_ratio,
             residual_m=alignment.geometric_rmse_m,
+            normalized_residual=alignment.normalized_residual,
             photometric_residual=alignment.photometric_rmse,
             is_keyframe=is_keyframe,
             keyframe_id=self._reference.keyframe.id,
@@ -363,7 +396,6 @@ class Tracker:
                 if (
                     other.ok
                     and other.valid_ratio >= policy.min_overlap
-                    and other.geometric_rmse_m <= self.config.quality.weak_max_residual_m
                     and not policy.needs_new_reference(other.T_ref_src, other.valid_ratio)
                 ):
                     self._reference = candidate
@@ -393,6 +425,7 @@ class Tracker:
             status=TrackingStatus.OK,
             valid_ratio=alignment.valid_ratio,
             residual_m=alignment.geometric_rmse_m,
+            normalized_residual=alignment.normalized_residual,
             photometric_residual=alignment.photometric_rmse,
             keyframe_id=reference.keyframe.id,
             relocalized=True,
@@ -427,11 +460,7 @@ class Tracker:
                 iteration_scale=cfg.iteration_scale,
                 use_kernel=self.config.use_kernel,
             )
-            if not (
-                alignment.ok
-                and alignment.valid_ratio >= cfg.min_valid_ratio
-                and alignment.geometric_rmse_m <= cfg.max_residual_m
-            ):
+            if not self._fits_like_before(alignment):
                 continue
             if best is None or alignment.valid_ratio > best[1].valid_ratio:
                 best = (reference, alignment)
@@ -439,14 +468,34 @@ class Tracker:
 
     # ------------------------------------------------------------------ helpers
 
+    def _fits_like_before(self, alignment: Alignment) -> bool:
+        """Whether a re-localisation candidate fits as well as tracking used to."""
+        cfg = self.config.relocalization
+        residual_limit = max(cfg.max_residual_ratio * self._typical_residual, 1.0)
+        photometric_limit = max(
+            cfg.max_photometric_ratio * self._typical_photometric, self.config.solver.photometric_sigma
+        )
+        return (
+            alignment.ok
+            and alignment.valid_ratio >= cfg.min_valid_ratio
+            and alignment.normalized_residual <= residual_limit
+            and alignment.photometric_rmse <= photometric_limit
+        )
+
+    def _update_typical_fit(self, alignment: Alignment) -> None:
+        """Running averages of the fit of good frames (re-localisation limits)."""
+        rate = 0.05
+        self._typical_residual += rate * (alignment.normalized_residual - self._typical_residual)
+        self._typical_photometric += rate * (alignment.photometric_rmse - self._typical_photometric)
+
     def _grade(self, alignment: Alignment, T_world_cam: np.ndarray, timestamp_s: float) -> tuple[TrackingStatus, str]:
         q = self.config.quality
         if not alignment.ok:
             return TrackingStatus.LOST, "too few correspondences"
         if alignment.valid_ratio < q.lost_min_valid_ratio:
             return TrackingStatus.LOST, f"valid ratio {alignment.valid_ratio:.2f}"
-        if alignment.geometric_rmse_m > q.lost_max_residual_m:
-            return TrackingStatus.LOST, f"residual {alignment.geometric_rmse_m * 100:.1f} cm"
+        if alignment.normalized_residual > q.lost_max_residual:
+            return TrackingStatus.LOST, f"residual {alignment.normalized_residual:.1f} sigma"
         if self._T_world_last is not None:
             dt_s = self._elapsed(timestamp_s)
             translation_m, rotation_rad = motion_magnitude(inverse(self._T_world_last) @ T_world_cam)
@@ -455,8 +504,8 @@ class Tracker:
         reasons = []
         if alignment.valid_ratio < q.weak_min_valid_ratio:
             reasons.append(f"valid ratio {alignment.valid_ratio:.2f}")
-        if alignment.geometric_rmse_m > q.weak_max_residual_m:
-            reasons.append(f"residual {alignment.geometric_rmse_m * 100:.1f} cm")
+        if alignment.normalized_residual > q.weak_max_residual:
+            reasons.append(f"residual {alignment.normalized_residual:.1f} sigma")
         if _conditioning(alignment.information) < q.min_condition:
             reasons.append("poorly constrained")
         if reasons:

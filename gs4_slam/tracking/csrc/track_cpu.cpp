@@ -50,7 +50,8 @@ inline void point_jacobian(const float* p, const float* d, float* J) {
 
 }  // namespace
 
-// Returns (H [6, 6] float64, g [6] float64, stats [3] float64 = (count, sum r_g^2, sum r_p^2)).
+// Returns (H [6, 6] float64, g [6] float64, stats [5] float64 = (correspondences,
+// sum r_g^2, sum r_p^2, inliers, sum (r_g / sigma_g)^2)); an inlier has |r_g| <= inlier_k sigma_g.
 py::tuple linearize(py::array_t<float, py::array::c_style | py::array::forcecast> geometry,
                     py::array_t<bool, py::array::c_style | py::array::forcecast> valid,
                     py::array_t<float, py::array::c_style | py::array::forcecast> photo, int width, int height,
@@ -59,7 +60,7 @@ py::tuple linearize(py::array_t<float, py::array::c_style | py::array::forcecast
                     py::array_t<float, py::array::c_style | py::array::forcecast> gray,
                     py::array_t<double, py::array::c_style | py::array::forcecast> T_ref_src, double min_depth_m,
                     double max_correspondence_m, double geometric_sigma_m, double photometric_sigma,
-                    double photometric_weight, double huber_k) {
+                    double photometric_weight, double huber_k, double inlier_k) {
   const py::ssize_t hw = static_cast<py::ssize_t>(width) * height;
   const float* geo = data_of(geometry, hw * 6, "geometry");
   const bool* ok = data_of(valid, hw, "valid");
@@ -84,7 +85,8 @@ py::tuple linearize(py::array_t<float, py::array::c_style | py::array::forcecast
   const double photo_scale = photometric_weight / (photometric_sigma * photometric_sigma);
 
   double H[36] = {0}, g[6] = {0};
-  double count = 0, sum_g2 = 0, sum_p2 = 0;
+  double count = 0, sum_g2 = 0, sum_p2 = 0, inliers = 0, sum_n2 = 0;
+  const float kin = static_cast<float>(inlier_k);
   {
     py::gil_scoped_release release;
     for (py::ssize_t i = 0; i < n; ++i) {
@@ -121,7 +123,8 @@ py::tuple linearize(py::array_t<float, py::array::c_style | py::array::forcecast
 
       const float zc = std::fmax(q[2], 0.5f);
       const float sigma_g = sg0 * zc * zc;
-      const float w_g = huber_weight(r_g / sigma_g, k) / (sigma_g * sigma_g);
+      const float n_g = r_g / sigma_g;
+      const float w_g = huber_weight(n_g, k) / (sigma_g * sigma_g);
       const float w_p = huber_weight(r_p / sp, k);
 
       float J[6];
@@ -132,11 +135,13 @@ py::tuple linearize(py::array_t<float, py::array::c_style | py::array::forcecast
       count += 1;
       sum_g2 += static_cast<double>(r_g) * r_g;
       sum_p2 += static_cast<double>(r_p) * r_p;
+      sum_n2 += static_cast<double>(n_g) * n_g;
+      inliers += std::fabs(n_g) <= kin ? 1.0 : 0.0;
     }
   }
   py::array_t<double> H_out({6, 6});
   py::array_t<double> g_out(6);
-  py::array_t<double> stats(3);
+  py::array_t<double> stats(5);
   auto Ho = H_out.mutable_unchecked<2>();
   for (int i = 0; i < 6; ++i)
     for (int j = 0; j < 6; ++j) Ho(i, j) = j >= i ? H[i * 6 + j] : H[j * 6 + i];
@@ -146,6 +151,8 @@ py::tuple linearize(py::array_t<float, py::array::c_style | py::array::forcecast
   so(0) = count;
   so(1) = sum_g2;
   so(2) = sum_p2;
+  so(3) = inliers;
+  so(4) = sum_n2;
   return py::make_tuple(H_out, g_out, stats);
 }
 
