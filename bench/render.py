@@ -9,8 +9,8 @@ discs whose size follows the sampling density (so 5k Gaussians are larger than
 100k), projecting to about 1 to a few tens of pixels (see ``make_scene``). Channels: colour, depth
 and alpha. Times are medians over several runs after a warm-up; forward runs
 with gradients enabled (as in tracking and mapping). Memory is the peak
-resident-set growth during the runs (CPU; resets through /proc/self/clear_refs)
-or torch's peak allocation (CUDA). The last line printed is one JSON object
+resident-set growth over the set-up (each configuration runs in a fresh
+process; CPU) or torch's peak allocation (CUDA). The last line printed is one JSON object
 of all figures. OMP_WAIT_POLICY defaults to PASSIVE here (see below); export
 GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000
 before running to keep page faults out of the figures as the SLAM process would.
@@ -29,6 +29,8 @@ import gc  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -203,32 +205,47 @@ def available_backends(include_torch: bool) -> list[str]:
     return backends
 
 
+def run_config(backend: str, n: int, width: int, height: int, repeats: int) -> dict:
+    """One configuration in a fresh interpreter, so that its peak memory is its own."""
+    cmd = [sys.executable, "-m", "bench.render", "--worker", backend, str(n), str(width), str(height),
+           "--repeats", str(repeats)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the Gaussian renderer backends.")
     parser.add_argument("--quick", action="store_true", help="20k Gaussians at 320x240 only")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per figure (median)")
     parser.add_argument("--no-torch", action="store_true", help="skip the (slow) PyTorch fallback")
     parser.add_argument("--torch-max-gaussians", type=int, default=20_000,
-                        help="largest scene timed on the PyTorch fallback (it needs GBs beyond)")  # fmt: skip
+                        help="largest scene timed on the PyTorch fallback (slow, GBs of memory beyond)")  # fmt: skip
+    parser.add_argument("--worker", nargs=4, metavar=("BACKEND", "N", "W", "H"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    if args.worker:
+        backend, n, width, height = args.worker[0], *map(int, args.worker[1:])
+        print(json.dumps(time_backend(backend, make_scene(n), width, height, args.repeats)))
+        return 0
 
     sizes = {"20k": SIZES["20k"]} if args.quick else SIZES
     resolutions = ((320, 240),) if args.quick else RESOLUTIONS
     backends = available_backends(include_torch=not args.no_torch)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY')}, backends: {', '.join(backends)}")  # fmt: skip
-    print(f"channels: {'+'.join(CHANNELS)}; median of {args.repeats} runs\n")
+    print(f"channels: {'+'.join(CHANNELS)}; median of {args.repeats} runs (3 on torch); one process per row\n")
     header = f"{'backend':8} {'gaussians':>9} {'resolution':>10} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MiB':>9}"
     print(header)
     print("-" * len(header))
     figures: dict[str, float] = {}
     for backend in backends:
         for label, n in sizes.items():
-            scene = make_scene(n)
             for width, height in resolutions:
                 if backend == "torch" and n > args.torch_max_gaussians:
                     continue
-                r = time_backend(backend, scene, width, height, args.repeats if backend != "torch" else 3)
+                r = run_config(backend, n, width, height, args.repeats if backend != "torch" else 3)
                 print(f"{backend:8} {label:>9} {f'{width}x{height}':>10} {r['fwd_ms']:9.1f} "
                       f"{r['fwdbwd_ms']:11.1f} {r['peak_mib']:9.1f}", flush=True)  # fmt: skip
                 key = f"{label}_{width}x{height}"

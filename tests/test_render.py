@@ -423,3 +423,24 @@ def test_importing_the_renderer_compiles_nothing():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_failed_build_falls_back_to_pytorch_with_a_warning(monkeypatch, caplog):
+    from gs4_slam.render import api, kernels as kernel_loader
+
+    def broken_build(spec, verbose=False):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(kernel_loader, "import_built", lambda spec: None)
+    monkeypatch.setattr(kernel_loader, "build", broken_build)
+    kernel_loader.load_cpu_kernels.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            assert api.select_backend("auto", torch.device("cpu")) == "torch"
+        assert "falling back" in caplog.text
+        with pytest.raises(RuntimeError, match="unavailable"):
+            api.select_backend("cpu", torch.device("cpu"))
+        out = render(random_scene(10, dtype=torch.float32), INTRINSICS, torch.eye(4))
+        assert out.backend == "torch" and out.color.shape == (36, 48, 3)
+    finally:
+        kernel_loader.load_cpu_kernels.cache_clear()

@@ -38,6 +38,9 @@ constexpr double kPixelSlack = 1e-3;
 // Coordinates are clamped before conversion to int (projections of Gaussians
 // close to the image plane can be huge).
 constexpr double kCoordLimit = 1e7;
+// Per-Gaussian passes cost ~50 ns a Gaussian: below this many a second thread
+// costs more to wake (and, on a busy machine, to get scheduled) than it saves.
+constexpr int64_t kGaussianGrain = 32768;
 
 // One projected Gaussian as the raster loops read it.
 template <typename T>
@@ -196,7 +199,7 @@ std::vector<torch::Tensor> bin_tiles_impl(const torch::Tensor& means2d, const to
   int32_t* rad = radii.data_ptr<int32_t>();
 
   // Pixel bounding box of each footprint ellipse (double: the twin does the same).
-  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n, kGaussianGrain, [&](int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
       if (!ok[g]) continue;
       const double op = opa[g];
@@ -572,7 +575,7 @@ inline void project_one(const T* mean, const T* quat, const T* log_scale, const 
 template <typename T>
 void project_forward_impl(const T* means, const T* quats, const T* log_scales, const T* view, const Camera& cam,
                           int64_t n, T* means2d, T* conics, T* depths, bool* valid) {
-  at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n, kGaussianGrain, [&](int64_t begin, int64_t end) {
     ProjectionState<T> s;
     for (int64_t g = begin; g < end; ++g) {
       project_one(means + 3 * g, quats + 4 * g, log_scales + 3 * g, view, cam, s);
@@ -672,7 +675,7 @@ void project_backward_impl(const T* means, const T* quats, const T* log_scales, 
   constexpr int64_t kChunk = 2048;
   const int64_t n_chunks = std::max<int64_t>(1, (n + kChunk - 1) / kChunk);
   std::vector<double> partial(12 * n_chunks, 0.0);
-  at::parallel_for(0, n_chunks, 1, [&](int64_t first, int64_t last_chunk) {
+  at::parallel_for(0, n_chunks, kGaussianGrain / kChunk, [&](int64_t first, int64_t last_chunk) {
     ProjectionState<T> s;
     for (int64_t chunk = first; chunk < last_chunk; ++chunk) {
       double* acc = partial.data() + 12 * chunk;
@@ -870,10 +873,12 @@ std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor q
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "gs4_slam CPU Gaussian rasterisation kernels";
-  m.def("project_forward", &project_forward, "Fused EWA projection of 3D Gaussians");
-  m.def("project_backward", &project_backward, "Backward of project_forward, including the view matrix");
-  m.def("bin_tiles", &bin_tiles, "Bin visible Gaussians into depth-sorted tile lists");
-  m.def("rasterize_forward", &rasterize_forward, "Front-to-back compositing of N-channel Gaussians");
-  m.def("rasterize_backward", &rasterize_backward, "Backward of rasterize_forward");
+  m.doc() = "gs4_slam CPU Gaussian rendering kernels";
+  // The GIL is released while a kernel runs, so tracking and mapping threads render concurrently.
+  using release = py::call_guard<py::gil_scoped_release>;
+  m.def("project_forward", &project_forward, "Fused EWA projection of 3D Gaussians", release());
+  m.def("project_backward", &project_backward, "Backward of project_forward, including the view matrix", release());
+  m.def("bin_tiles", &bin_tiles, "Bin visible Gaussians into depth-sorted tile lists", release());
+  m.def("rasterize_forward", &rasterize_forward, "Front-to-back compositing of N-channel Gaussians", release());
+  m.def("rasterize_backward", &rasterize_backward, "Backward of rasterize_forward", release());
 }
