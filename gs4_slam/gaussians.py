@@ -409,7 +409,9 @@ class GaussianMap:
         return mask
 
     @staticmethod
-    def from_set(gaussians: GaussianSet, label_names: Iterable[str] = (), sh_degree: int | None = None) -> "GaussianMap":
+    def from_set(
+        gaussians: GaussianSet, label_names: Iterable[str] = (), sh_degree: int | None = None
+    ) -> "GaussianMap":
         """A map holding a copy of ``gaussians``."""
         if sh_degree is None:
             k = 0 if gaussians.sh_rest is None else gaussians.sh_rest.shape[1]

@@ -177,7 +177,9 @@ def test_projection_kernel_matches_gsplat_reference(kernels, dtype):
         pose = camera_pose(dtype).requires_grad_()
         if impl == "gsplat":
             covars, _ = gsplat_ref._quat_scale_to_covar_preci(g.quats, g.log_scales.exp(), True, False)
-            radii, means2d, depths, conics, _ = gsplat_ref._fully_fused_projection(g.means, covars, pose[None], K[None], w, h)
+            radii, means2d, depths, conics, _ = gsplat_ref._fully_fused_projection(
+                g.means, covars, pose[None], K[None], w, h
+            )
             means2d, depths, conics, valid = means2d[0], depths[0], conics[0], (radii[0] > 0).all(-1)
         else:
             proj = project_gaussians(g.means, g.quats, g.log_scales, g.opacity_logits, pose, K, w, h,
@@ -248,7 +250,8 @@ def test_pose_gradient_matches_finite_differences(kernels, backend):
     xi = torch.zeros(6, dtype=torch.float64, requires_grad=True)
     (grad,) = torch.autograd.grad(loss_at(xi), xi)
     eps = 1e-7
-    numeric = torch.stack([(loss_at(eps * e) - loss_at(-eps * e)) / (2 * eps) for e in torch.eye(6, dtype=torch.float64)])
+    basis = torch.eye(6, dtype=torch.float64)
+    numeric = torch.stack([(loss_at(eps * e) - loss_at(-eps * e)) / (2 * eps) for e in basis])
     assert float(grad.abs().max()) > 1.0
     assert rel_err(grad, numeric) < 1e-4
 

@@ -203,21 +203,38 @@ def render(
             gaussians, pose, K, width, height, lambda depths: _channel_matrix(gaussians, depths, channels),
             near_plane, far_plane, eps2d,
         )  # fmt: skip
-        columns = meta.pop("columns")
     else:
         kernels = load_cpu_kernels() if name == "cpu" else None
-        proj = project_gaussians(
-            gaussians.means, gaussians.quats, gaussians.log_scales, gaussians.opacity_logits,
-            pose, K, width, height, near_plane, far_plane, eps2d, kernels,
-        )  # fmt: skip
-        matrix, columns = _channel_matrix(gaussians, proj.depths, channels)
-        out = rasterize_to_pixels(
-            proj.means2d, proj.conics, proj.opacities, matrix, proj.depths, proj.valid, width, height, kernels
-        )
-        image, alpha = out.image, out.alpha
-        meta = dict(radii=out.radii, means2d=proj.means2d, depths=proj.depths,
-                    gaussian_pixels=out.gaussian_pixels, pixel_contributors=out.pixel_contributors)  # fmt: skip
+        image, alpha, meta = _rasterize_here(gaussians, pose, K, width, height, channels, kernels,
+                                             near_plane, far_plane, eps2d)  # fmt: skip
+    columns = meta.pop("columns")
     return _decode(image, alpha, columns, channels, normalize_depth, background, meta, name)
+
+
+def _rasterize_here(
+    gaussians: GaussianSet,
+    pose: Tensor,  # [4, 4]
+    K: Tensor,  # [3, 3]  # noqa: N803
+    width: int,
+    height: int,
+    channels: Sequence[str],
+    kernels,
+    near_plane: float,
+    far_plane: float,
+    eps2d: float,
+) -> tuple[Tensor, Tensor, dict]:
+    """The "cpu" (kernels given) and "torch" backends: image [H, W, D], alpha [H, W], meta."""
+    proj = project_gaussians(
+        gaussians.means, gaussians.quats, gaussians.log_scales, gaussians.opacity_logits,
+        pose, K, width, height, near_plane, far_plane, eps2d, kernels,
+    )  # fmt: skip
+    matrix, columns = _channel_matrix(gaussians, proj.depths, channels)
+    out = rasterize_to_pixels(
+        proj.means2d, proj.conics, proj.opacities, matrix, proj.depths, proj.valid, width, height, kernels
+    )
+    meta = dict(radii=out.radii, means2d=proj.means2d, depths=proj.depths, gaussian_pixels=out.gaussian_pixels,
+                pixel_contributors=out.pixel_contributors, columns=columns)  # fmt: skip
+    return out.image, out.alpha, meta
 
 
 def _decode(
@@ -254,8 +271,10 @@ def _decode(
     )
 
 
-def _empty_output(gaussians: GaussianSet, channels: Sequence[str], width: int, height: int, backend: str) -> RenderOutput:
-    zeros = functools.partial(gaussians.means.new_zeros)
+def _empty_output(
+    gaussians: GaussianSet, channels: Sequence[str], width: int, height: int, backend: str
+) -> RenderOutput:
+    zeros = gaussians.means.new_zeros
     sizes = {"color": 3, "semantics": gaussians.num_classes, "features": gaussians.feature_dim}
     images = {name: zeros(height, width, sizes[name]) if name in channels else None for name in sizes}
     return RenderOutput(

@@ -53,9 +53,10 @@ class _ProjectCPU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_means2d, grad_conics, grad_depths, _grad_valid):  # noqa: D102
         means, quats, log_scales, T_cam_world = ctx.saved_tensors  # noqa: N806
+        n = len(means)
         grads = [
             means.new_zeros(shape) if g is None else g.contiguous()
-            for g, shape in ((grad_means2d, (len(means), 2)), (grad_conics, (len(means), 3)), (grad_depths, (len(means),)))
+            for g, shape in ((grad_means2d, (n, 2)), (grad_conics, (n, 3)), (grad_depths, (n,)))
         ]
         g_means, g_quats, g_log_scales, g_view = ctx.kernels.project_backward(
             means, quats, log_scales, T_cam_world, *ctx.camera, *grads

@@ -25,7 +25,8 @@ def smoke_test(module) -> None:
     means2d = torch.tensor([[8.0, 8.0]])
     conics = torch.tensor([[0.25, 0.0, 0.25]])
     opacities = torch.tensor([0.9])
-    offsets, ids, bbox, _ = module.bin_tiles(means2d, conics, opacities, torch.ones(1), torch.ones(1, dtype=torch.bool), 16, 16, 16, 8)
+    valid = torch.ones(1, dtype=torch.bool)
+    offsets, ids, bbox, _ = module.bin_tiles(means2d, conics, opacities, torch.ones(1), valid, 16, 16, 16, 8)
     colors = torch.ones(1, 1)
     image, final_t, *_ = module.rasterize_forward(means2d, conics, opacities, colors, offsets, ids, bbox, 16, 16, 16, 8)
     if not (abs(float(image[7, 7, 0]) - 0.9 * float(torch.exp(torch.tensor(-0.0625)))) < 1e-5):
