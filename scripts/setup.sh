@@ -140,7 +140,7 @@ build_kernels() {
   # path is used, with a warning, when this fails.
   [[ -f "$ROOT/gs4_slam/render/csrc/build_ext.py" ]] || return 0
   local key
-  key="$(hash_of "$ROOT"/gs4_slam/render/csrc/*)"
+  key="$(hash_of "$ROOT"/gs4_slam/render/csrc/* "$ROOT/gs4_slam/render/kernels.py")"
   stamp_ok kernels "$key" && return
   log "building CPU render kernels"
   if "$VENV/bin/python" "$ROOT/gs4_slam/render/csrc/build_ext.py"; then
