@@ -28,7 +28,7 @@ SOURCES = ("track_cpu.cpp",)
 MODULE_PREFIX = "gs4_track_cpu_"
 # No -march: the build must run on any machine of the same architecture.
 # No -ffast-math: the kernel must agree with the NumPy oracle to float rounding.
-CFLAGS = ("-O3", "-fno-math-errno")
+CFLAGS = ("-O3", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math")
 #: Set to 1 to force the NumPy path (benchmarks of the fallback, debugging).
 DISABLE_ENV = "GS4_TRACKING_NO_KERNEL"
 
