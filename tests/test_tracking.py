@@ -184,6 +184,16 @@ def test_generated_sequence_ate_below_1cm(sequence):
     assert {"preprocess_ms", "align_ms", "total_ms"} <= set(results[5].timings_ms)
 
 
+def test_sequence_without_timestamps(sequence):
+    """Frames without usable timestamps are taken as evenly spaced."""
+    seq, frames = sequence
+    tracker = Tracker(T_world_cam_init=Pose(seq.poses[0]))
+    stamped = [Frame(0.0, f.color_rgb, f.depth_m, f.intrinsics, index=f.index) for f in frames[:30]]
+    results = [tracker.track(f) for f in stamped]
+    assert all(r.status is TrackingStatus.OK for r in results)
+    assert _ate_m(results, seq.poses[:30]) < 0.01
+
+
 def test_numpy_path_gives_the_same_poses(sequence):
     seq, frames = sequence
     poses = []

@@ -42,7 +42,7 @@ class KeyframePolicy:
     revisit_radius: float = 1.0
     revisit_candidates: int = 2
     max_cached_references: int = 12
-    max_stored_images: int = 400
+    max_stored_images: int = 200
 
     def __post_init__(self) -> None:
         if self.translation_m <= 0 or self.rotation_rad <= 0:

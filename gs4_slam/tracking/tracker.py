@@ -44,6 +44,9 @@ from gs4_slam.tracking.solver import (
 
 _LOG = logging.getLogger(__name__)
 
+#: Frame spacing assumed when timestamps do not increase (30 Hz sensors).
+_NOMINAL_FRAME_S = 1.0 / 30.0
+
 #: Renders the map at a camera pose: (T_world_cam, intrinsics) -> (colour uint8
 #: [H, W, 3], depth float32 [H, W]) or None where there is no map yet.
 MapRenderer = Callable[[Pose, Intrinsics], "tuple[np.ndarray, np.ndarray] | None"]
@@ -413,13 +416,13 @@ class Tracker:
         if found is None:
             self._lost = True
             self._T_world_prev = None  # the motion model is void after a loss
+            self._dt_prev_s = None
             return self._lost_result(frame, reason, timings, iterations)
         reference, alignment = found
         self._reference = reference
         self._lost = False
         T_world_cam = orthonormalize(reference.T_world_ref @ alignment.T_ref_src)
-        self._T_world_prev = None
-        self._accept_pose(T_world_cam, frame.timestamp_s)
+        self._accept_pose(T_world_cam, frame.timestamp_s, continuous=False)
         return TrackingResult(
             T_world_cam=Pose(T_world_cam),
             status=TrackingStatus.OK,
@@ -497,7 +500,8 @@ class Tracker:
         if alignment.normalized_residual > q.lost_max_residual:
             return TrackingStatus.LOST, f"residual {alignment.normalized_residual:.1f} sigma"
         if self._T_world_last is not None:
-            dt_s = self._elapsed(timestamp_s)
+            # Floored at a nominal frame time: a fast camera is not an implausible one.
+            dt_s = max(self._frame_gap(timestamp_s), _NOMINAL_FRAME_S)
             translation_m, rotation_rad = motion_magnitude(inverse(self._T_world_last) @ T_world_cam)
             if translation_m > q.max_speed_m_s * dt_s or rotation_rad > q.max_angular_speed_rad_s * dt_s:
                 return TrackingStatus.LOST, f"implausible jump {translation_m:.2f} m {rotation_rad:.2f} rad"
@@ -512,27 +516,28 @@ class Tracker:
             return TrackingStatus.WEAK, ", ".join(reasons)
         return TrackingStatus.OK, ""
 
-    def _elapsed(self, timestamp_s: float) -> float:
-        """Time since the last good frame; a nominal 1/30 s when timestamps do not help."""
-        if self._t_last_s is None or not timestamp_s > self._t_last_s:
-            return 1.0 / 30.0
-        return max(timestamp_s - self._t_last_s, 1.0 / 30.0)
-
     def _predict(self, timestamp_s: float) -> np.ndarray:
         """Constant-velocity prediction of the pose at ``timestamp_s``."""
         T_last = self._T_world_last
         if not self.config.constant_velocity or self._T_world_prev is None or self._dt_prev_s is None:
             return T_last
         twist = se3_log(inverse(self._T_world_prev) @ T_last)
-        # Frames can be dropped or strided: scale the last motion by the time ratio.
-        ratio = 1.0
-        if self._t_last_s is not None and timestamp_s > self._t_last_s and self._dt_prev_s > 0:
-            ratio = min((timestamp_s - self._t_last_s) / self._dt_prev_s, 3.0)
-        return orthonormalize(T_last @ se3_exp(twist * ratio))
+        # Frames can be dropped or strided: scale the last motion by the time ratio
+        # (without usable timestamps, frames are taken as evenly spaced).
+        ratio = self._frame_gap(timestamp_s) / self._dt_prev_s
+        return orthonormalize(T_last @ se3_exp(twist * min(ratio, 3.0)))
 
-    def _accept_pose(self, T_world_cam: np.ndarray, timestamp_s: float) -> None:
-        if self._T_world_last is not None and self._t_last_s is not None and timestamp_s > self._t_last_s:
-            self._dt_prev_s = timestamp_s - self._t_last_s
+    def _frame_gap(self, timestamp_s: float) -> float:
+        """Seconds since the last good frame; a nominal 1/30 s without usable timestamps."""
+        if self._t_last_s is None or not timestamp_s > self._t_last_s:
+            return _NOMINAL_FRAME_S
+        return timestamp_s - self._t_last_s
+
+    def _accept_pose(self, T_world_cam: np.ndarray, timestamp_s: float, continuous: bool = True) -> None:
+        """Make ``T_world_cam`` the last good pose; ``continuous`` = it follows the
+        previous good pose without a loss in between (the motion model holds)."""
+        if continuous and self._T_world_last is not None:
+            self._dt_prev_s = self._frame_gap(timestamp_s)
             self._T_world_prev = self._T_world_last
         else:
             self._dt_prev_s = None
