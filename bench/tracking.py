@@ -16,6 +16,7 @@ inside their timed region; decoding the files is not timed. ATE is the RMSE over
 all frames (LOST frames count with the pose reported for them) after a rigid
 Umeyama alignment. The last line printed is one JSON object with the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -153,8 +154,7 @@ def run_resolution(data: Path, size: tuple[int, int] | None, limit: int | None, 
 def print_table(rows: list[dict]) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"tracking on TUM fr1/xyz, {os.cpu_count()} CPU(s) ({platform.machine()}), "
-        f"load average {load:.1f} at the end"
+        f"tracking on TUM fr1/xyz, {os.cpu_count()} CPU(s) ({platform.machine()}), load average {load:.1f} at the end"
     )
     header = f"{'size':<8} {'method':<24} {'ATE cm':>7} {'frames/s':>9} {'p95 ms':>7} {'keyframes':>9} {'weak':>5} {'lost':>5}"
     print(header)

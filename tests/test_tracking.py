@@ -1,4 +1,5 @@
 """Camera tracking: solver maths, keyframe policy, and the tracker on generated sequences."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,8 @@ from gs4_slam.tracking import (
     TrackingStatus,
     load_tracker_config,
 )
-from gs4_slam.tracking.keyframes import KeyframeStore
 from gs4_slam.tracking.kernels import load_kernel
+from gs4_slam.tracking.keyframes import KeyframeStore
 from gs4_slam.tracking.lie import inverse, motion_magnitude, orthonormalize, se3_exp, se3_log
 from gs4_slam.tracking.preprocess import ImageLevel, Undistorter, build_pyramid, downsample_depth
 from gs4_slam.tracking.solver import (

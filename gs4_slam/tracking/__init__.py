@@ -1,9 +1,10 @@
 """Camera tracking: dense RGB-D frame-to-keyframe / frame-to-map alignment.
 
-    >>> tracker = Tracker(TrackerConfig())
-    >>> result = tracker.track(frame)          # TrackingResult
-    >>> result.T_world_cam, result.status      # Pose, TrackingStatus.OK / WEAK / LOST
+>>> tracker = Tracker(TrackerConfig())
+>>> result = tracker.track(frame)          # TrackingResult
+>>> result.T_world_cam, result.status      # Pose, TrackingStatus.OK / WEAK / LOST
 """
+
 from gs4_slam.tracking.keyframes import Keyframe, KeyframePolicy, KeyframeStore
 from gs4_slam.tracking.solver import Alignment, SolverConfig, align
 from gs4_slam.tracking.tracker import (

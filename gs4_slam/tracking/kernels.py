@@ -7,6 +7,7 @@ ahead of time; otherwise the first tracker that wants it builds it once, in abou
 is never imported. Without a compiler the tracker uses the NumPy path in
 :mod:`gs4_slam.tracking.solver` (same results, about 10x slower per iteration).
 """
+
 from __future__ import annotations
 
 import functools
@@ -112,7 +113,7 @@ def remove_stale_builds(spec: KernelSpec) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_kernel(build_if_missing: bool = True) -> ModuleType | None:
     """The compiled kernel (built once if missing), or None; cached per process."""
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):

@@ -1,9 +1,10 @@
 """Keyframes: when to take one, what is kept, and how old ones are found again."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -127,7 +128,9 @@ class KeyframeStore:
         reference: list[ReferenceLevel] | None = None,
     ) -> Keyframe:
         """Record a new keyframe (and its reference pyramid, when already built)."""
-        keyframe = Keyframe(len(self._keyframes), frame_index, timestamp_s, Pose(T_world_cam), intrinsics, gray, depth_m)
+        keyframe = Keyframe(
+            len(self._keyframes), frame_index, timestamp_s, Pose(T_world_cam), intrinsics, gray, depth_m
+        )
         self._keyframes.append(keyframe)
         if reference is not None:
             self._remember(keyframe.id, reference)

@@ -4,6 +4,7 @@ Twists are ordered ``(v, w)``: translation part first, then rotation, so that a
 left-multiplied update ``exp(xi) @ T`` moves a point ``q`` by ``v + w x q`` to
 first order (the Jacobians in :mod:`gs4_slam.tracking.solver` use this order).
 """
+
 from __future__ import annotations
 
 import numpy as np

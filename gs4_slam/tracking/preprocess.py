@@ -5,6 +5,7 @@ by several pixels at the image border, which is centimetres of drift for a dense
 aligner, so frames are undistorted once on entry with OpenCV maps computed once
 per camera.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -20,6 +20,7 @@ need then never change while tracking against one keyframe, and an occlusion
 test comes free (a photometric pair counts only where the reference depth agrees
 with the warped point).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -174,7 +175,6 @@ def normals_from_vertices(vertices: np.ndarray, max_relative_step: float = 0.05)
     """Unit normals [H, W, 3] from central differences of a vertex map; zero where
     a neighbour is missing or the surface jumps (depth step over
     ``max_relative_step`` of the depth), i.e. where no plane is defined."""
-    h, w, _ = vertices.shape
     normals = np.zeros_like(vertices)
     du = vertices[1:-1, 2:] - vertices[1:-1, :-2]
     dv = vertices[2:, 1:-1] - vertices[:-2, 1:-1]
@@ -270,9 +270,7 @@ class Residuals:
     num_points: int
 
 
-def compute_residuals(
-    ref: ReferenceLevel, src: SourceLevel, T_ref_src: np.ndarray, config: SolverConfig
-) -> Residuals:
+def compute_residuals(ref: ReferenceLevel, src: SourceLevel, T_ref_src: np.ndarray, config: SolverConfig) -> Residuals:
     """Projective association and both residuals with their Jacobians."""
     intr = ref.intrinsics
     width, height = intr.width, intr.height
@@ -466,7 +464,7 @@ def align(
     result = Alignment(T_ref_src=T.copy())
     total_iterations = 0
     for level in range(top, -1, -1):
-        iterations = max(1, int(round(config.iterations_at(level) * iteration_scale)))
+        iterations = max(1, round(config.iterations_at(level) * iteration_scale))
         for _ in range(iterations):
             normal = linearize(level, T)
             # A coarse level of a small or sparse image may hold too few points:

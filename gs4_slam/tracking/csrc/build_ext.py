@@ -6,6 +6,7 @@ Builds into ``<repo>/build/kernels/<module>``, checks it against the NumPy
 oracle on a small problem, and exits non-zero on failure (the tracker then uses
 the NumPy path).
 """
+
 from __future__ import annotations
 
 import argparse
