@@ -306,7 +306,7 @@ class Tracker:
         intrinsics = intrinsics or self._reference.keyframe.intrinsics
         levels = self._reference_from_rendering(color_rgb, depth_m, intrinsics)
         if levels is None:
-            _LOG.warning("map rendering has too little depth; keeping the keyframe's own images")
+            _LOG.info("map rendering has too little depth; keeping the keyframe's own images")
             return
         keyframe = self._reference.keyframe
         T_world_ref_m = T_world_ref.matrix
