@@ -18,6 +18,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("dataset", "gs4_slam.datasets.command"),
     ("generate", "gs4_slam.synthetic.command"),
     ("eval", "gs4_slam.evaluate"),
+    ("run", "gs4_slam.run_command"),
     ("train", "gs4_slam.train_command"),
 )
 

@@ -57,26 +57,3 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
         raise OSError(f"could not write {path}")
-
-
-def plot_trajectory(path: Path, estimate_xyz: np.ndarray, ground_truth_xyz: np.ndarray | None, title: str) -> None:
-    """Top view (x, y) of an estimated trajectory and its ground truth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    if ground_truth_xyz is not None:
-        ax.plot(ground_truth_xyz[:, 0], ground_truth_xyz[:, 1], "k--", label="ground truth")
-    ax.plot(estimate_xyz[:, 0], estimate_xyz[:, 1], "C0-", label="estimate")
-    ax.set_xlabel("x [m]")
-    ax.set_ylabel("y [m]")
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -140,6 +140,7 @@ def test_training_smoke_writes_everything_and_resumes(tmp_path):
         net=PredictorNetConfig(widths=(8, 16, 16, 16)),
     )
     card = train(cfg, progress=False)
+    assert card["training_seconds"] > 0
     run = tmp_path / "run"
     for name in ("losses.csv", "losses.png", "checkpoint.pt", "predictor.pt", "predictor.json", "train_config.yaml"):
         assert (run / name).is_file(), name
@@ -151,7 +152,8 @@ def test_training_smoke_writes_everything_and_resumes(tmp_path):
 
     import dataclasses
 
-    train(dataclasses.replace(cfg, steps=3), resume=True, progress=False)
+    resumed = train(dataclasses.replace(cfg, steps=3), resume=True, progress=False)
+    assert resumed["training_seconds"] > card["training_seconds"], "training time accumulates over resumes"
     rows = list(csv.DictReader((run / "losses.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3], "resume must continue, not restart"
     assert GaussianPredictor(PredictorConfig(weights=str(run / "predictor.pt"))).card["steps"] == 3

@@ -166,11 +166,12 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     return cfg.learning_rate * (0.01 + 0.99 * 0.5 * (1.0 + np.cos(np.pi * progress)))
 
 
-def _save_checkpoint(path: Path, net, optimiser, step: int, sampler: PairSampler) -> None:
+def _save_checkpoint(path: Path, net, optimiser, step: int, sampler: PairSampler, elapsed_s: float) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
             "step": step,
+            "elapsed_s": elapsed_s,
             "net": net.state_dict(),
             "optimiser": optimiser.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -182,14 +183,24 @@ def _save_checkpoint(path: Path, net, optimiser, step: int, sampler: PairSampler
     tmp.replace(path)
 
 
-def _load_checkpoint(path: Path, net, optimiser, sampler: PairSampler) -> int:
+def _load_checkpoint(path: Path, net, optimiser, sampler: PairSampler) -> tuple[int, float]:
     state = torch.load(path, map_location="cpu", weights_only=False)
     net.load_state_dict(state["net"])
     optimiser.load_state_dict(state["optimiser"])
     torch.set_rng_state(state["torch_rng"])
     sampler.rng.bit_generator.state = state["sampler_rng"]
     random.setstate(state["python_rng"])
-    return int(state["step"])
+    return int(state["step"]), float(state.get("elapsed_s", 0.0))
+
+
+def _truncate_csv(csv_path: Path, last_step: int) -> None:
+    """Drop rows logged after the checkpoint a run resumes from (they are redone)."""
+    if not csv_path.exists():
+        return
+    rows = list(csv.reader(csv_path.open()))
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= last_step]
+    with csv_path.open("w", newline="") as fh:
+        csv.writer(fh).writerows(kept)
 
 
 def plot_losses(csv_path: Path, png_path: Path) -> None:
@@ -255,19 +266,24 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     sampler = PairSampler(train_seqs, (cfg.pair_offsets[0], cfg.pair_offsets[1]), cfg.seed)
     checkpoint = out_dir / "checkpoint.pt"
     csv_path = out_dir / "losses.csv"
-    step = 0
+    step, elapsed_before = 0, 0.0
     if resume and checkpoint.is_file():
-        step = _load_checkpoint(checkpoint, net, optimiser, sampler)
+        step, elapsed_before = _load_checkpoint(checkpoint, net, optimiser, sampler)
+        _truncate_csv(csv_path, step)
         log.info("resumed from %s at step %d", checkpoint, step)
     elif csv_path.exists():
         csv_path.unlink()
-    step = _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress)
-    _save_checkpoint(checkpoint, net, optimiser, step, sampler)
+
+    def elapsed() -> float:  # training time over all runs of this output folder
+        return elapsed_before + time.time() - start_time
+
+    step = _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed)
+    _save_checkpoint(checkpoint, net, optimiser, step, sampler, elapsed())
     plot_losses(csv_path, out_dir / "losses.png")
-    return _finish(cfg, net, heldout_seqs, step, time.time() - start_time, out_dir)
+    return _finish(cfg, net, heldout_seqs, step, elapsed(), out_dir)
 
 
-def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress) -> int:
+def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed) -> int:
     from tqdm import tqdm
 
     stride_rng = np.random.default_rng([cfg.seed, 7])
@@ -292,7 +308,7 @@ def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progres
                 fh.flush()
                 bar.set_postfix(loss=f"{losses['total']:.4f}", color=f"{losses['color']:.4f}")
             if step % cfg.checkpoint_every == 0:
-                _save_checkpoint(checkpoint, net, optimiser, step, sampler)
+                _save_checkpoint(checkpoint, net, optimiser, step, sampler, elapsed())
                 plot_losses(csv_path, csv_path.with_suffix(".png"))
             bar.update(1)
     return step

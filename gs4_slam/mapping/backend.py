@@ -1,0 +1,234 @@
+"""The mapping backend: owns the Gaussian map and merges predictions into it.
+
+Jobs (a tracked frame, its pose and its predicted Gaussians) arrive through a
+bounded queue and are handled by a background thread, so tracking never waits
+for mapping. When the queue is full an in-between insertion job is skipped and
+counted, never lost silently; a keyframe job is never skipped: it takes the place
+of a pending in-between job, or joins the queue beyond its size (keyframes are
+rare, so this stays bounded). ``threaded=False`` handles each job inline
+(deterministic, for tests and offline runs that want exact reproducibility).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gs4_slam.camera import Intrinsics, Pose
+from gs4_slam.gaussians import GaussianMap, GaussianSet
+from gs4_slam.mapping.insertion import InsertionConfig, select_new
+from gs4_slam.mapping.optimizer import (
+    KeyframeView,
+    OptimizationConfig,
+    OptimizationReport,
+    optimize_window,
+    remove_floaters,
+)
+from gs4_slam.render import RenderOutput, render
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    threaded: bool = True  # background mapping thread (False: inline, deterministic)
+    queue_size: int = 2  # pending jobs; more are skipped and counted
+    integrate_every: int = 5  # frames between insertions besides keyframes (0: keyframes only)
+    max_gaussians: int = 50_000  # insertion stops (with a warning) at this size
+    prune_every_keyframes: int = 1  # floater removal after every n-th keyframe
+    insertion: InsertionConfig = field(default_factory=InsertionConfig)
+    optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise ValueError(f"mapping.queue_size must be >= 1, got {self.queue_size}")
+        if self.integrate_every < 0:
+            raise ValueError(f"mapping.integrate_every must be >= 0, got {self.integrate_every}")
+
+
+@dataclass
+class MappingJob:
+    frame_index: int
+    color: Tensor  # [3, H, W] in [0, 1]
+    depth_m: Tensor  # [H, W]
+    intrinsics: Intrinsics  # pinhole
+    T_world_cam: Pose
+    prediction: GaussianSet
+    keyframe_id: int | None  # set when the frame is a keyframe
+
+
+@dataclass
+class MappingStats:
+    jobs_done: int = 0
+    jobs_skipped: int = 0
+    inserted: int = 0
+    pruned: int = 0
+    optimisations: int = 0
+    last_job_ms: float = 0.0
+    last_optimisation: OptimizationReport | None = None
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+class MappingBackend:
+    """Insertion, window optimisation and pruning over one :class:`GaussianMap`."""
+
+    def __init__(self, config: MappingConfig, num_classes: int, feature_dim: int,
+                 label_names: tuple[str, ...], device: str = "cpu") -> None:
+        self.config = config
+        self.map = GaussianMap(num_classes=num_classes, feature_dim=feature_dim, device=device,
+                               label_names=label_names, capacity=8192)
+        # Guards the map: the mapping thread writes it while callers render it.
+        self.lock = threading.RLock()
+        self.stats = MappingStats()
+        self.keyframes: list[KeyframeView] = []
+        self.refined_poses: dict[int, Pose] = {}
+        self._keyframe_count = 0
+        self._pending: collections.deque[MappingJob | None] = collections.deque()
+        self._busy = False
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        if config.threaded:
+            self._thread = threading.Thread(target=self._worker, name="gs4-mapping", daemon=True)
+            self._thread.start()
+
+    # ---------------------------------------------------------------- intake
+
+    def submit(self, job: MappingJob) -> bool:
+        """Queue a job (or run it inline); False when it was skipped for lack of room."""
+        self._raise_if_failed()
+        if self._thread is None:
+            self._handle(job)
+            return True
+        with self._cv:
+            if len(self._pending) >= self.config.queue_size:
+                if job.keyframe_id is None:
+                    self.stats.jobs_skipped += 1
+                    log.debug("mapping busy: skipped frame %d", job.frame_index)
+                    return False
+                self._evict_one_insertion()
+            self._pending.append(job)
+            self._cv.notify_all()
+        return True
+
+    def _evict_one_insertion(self) -> None:
+        for i in range(len(self._pending) - 1, -1, -1):
+            pending = self._pending[i]
+            if pending is not None and pending.keyframe_id is None:
+                del self._pending[i]
+                self.stats.jobs_skipped += 1
+                return
+
+    def flush(self, timeout_s: float = 120.0) -> None:
+        """Wait until every queued job is done."""
+        if self._thread is not None:
+            with self._cv:
+                self._cv.wait_for(lambda: (not self._pending and not self._busy) or self._error is not None,
+                                  timeout=timeout_s)
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            with self._cv:
+                self._pending.append(None)
+                self._cv.notify_all()
+            self._thread.join(timeout=60.0)
+        self._thread = None
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise RuntimeError("the mapping thread failed") from self._error
+
+    def _worker(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: bool(self._pending))
+                job = self._pending.popleft()
+                self._busy = job is not None
+            if job is None:
+                return
+            try:
+                self._handle(job)
+            except BaseException as exc:  # noqa: BLE001 - surfaced to the caller by submit/flush
+                log.exception("mapping job for frame %d failed", job.frame_index)
+                self._error = exc
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+            if self._error is not None:
+                return
+
+    # ---------------------------------------------------------------- work
+
+    def _handle(self, job: MappingJob) -> None:
+        start = time.perf_counter()
+        stage: dict[str, float] = {}
+        with self.lock:
+            added = self._insert(job)
+            stage["insert_ms"] = 1000.0 * (time.perf_counter() - start)
+            if job.keyframe_id is not None:
+                self._on_keyframe(job, stage)
+        self.stats.jobs_done += 1
+        self.stats.inserted += added
+        self.stats.last_job_ms = 1000.0 * (time.perf_counter() - start)
+        self.stats.stage_ms = stage
+
+    def _insert(self, job: MappingJob) -> int:
+        candidates = job.prediction.to(self.map.device)
+        if len(self.map) > 0:
+            out = render(self.map, job.intrinsics, job.T_world_cam.inverse(), channels=("alpha", "depth"),
+                         normalize_depth=True)
+            T_cam_world = torch.as_tensor(np.array(job.T_world_cam.inverse().matrix), dtype=self.map.dtype)
+            keep = select_new(candidates, T_cam_world, job.intrinsics, out.alpha, out.depth, self.config.insertion)
+            candidates = candidates.index(keep)
+        room = self.config.max_gaussians - len(self.map)
+        if room <= 0:
+            log.warning("map is full (%d Gaussians): nothing inserted", len(self.map))
+            return 0
+        if len(candidates) > room:
+            candidates = candidates.index(torch.arange(room))
+        self.map.add(candidates, keyframe_id=-1 if job.keyframe_id is None else job.keyframe_id)
+        return len(candidates)
+
+    def _on_keyframe(self, job: MappingJob, stage: dict[str, float]) -> None:
+        self.keyframes.append(KeyframeView(job.keyframe_id, job.color, job.depth_m, job.intrinsics, job.T_world_cam))
+        # Only the window is ever optimised again: older images are let go so
+        # memory stays flat however long the run.
+        del self.keyframes[: -self.config.optimization.window]
+        window = self.keyframes
+        t0 = time.perf_counter()
+        report = optimize_window(self.map, window, self.config.optimization)
+        stage["optimize_ms"] = 1000.0 * (time.perf_counter() - t0)
+        if report.iterations:
+            self.stats.optimisations += 1
+            self.stats.last_optimisation = report
+            for view in window:
+                refined = report.refined_poses.get(view.keyframe_id)
+                if refined is not None:
+                    view.T_world_cam = refined
+                    self.refined_poses[view.keyframe_id] = refined
+        self._keyframe_count += 1
+        if self._keyframe_count % self.config.prune_every_keyframes == 0:
+            t0 = time.perf_counter()
+            self.stats.pruned += remove_floaters(self.map, window, self.config.optimization)
+            stage["prune_ms"] = 1000.0 * (time.perf_counter() - t0)
+
+    # ---------------------------------------------------------------- reading
+
+    def render(self, T_world_cam: Pose, intrinsics: Intrinsics, channels) -> RenderOutput:
+        with self.lock, torch.no_grad():
+            return render(self.map, intrinsics, T_world_cam.inverse(), channels=channels)
+
+    def snapshot(self) -> GaussianSet:
+        with self.lock:
+            return self.map.as_set().detach().clone().to("cpu")
+
+    def __len__(self) -> int:
+        return len(self.map)

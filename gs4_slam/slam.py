@@ -1,0 +1,223 @@
+"""The SLAM pipeline: tracking, Gaussian prediction and mapping behind one object.
+
+    slam = Slam(load_slam_config())          # config/slam.yaml
+    for frame in reader:
+        result = slam.process(frame)         # SlamResult: pose, status, counts, stage times
+    slam.save_map("out/map.ply")
+    slam.close()
+
+Per frame: the frame is brought to the working resolution and undistorted; the
+tracker estimates its pose; on keyframes (the pose changed enough) and every
+``mapping.integrate_every`` frames the Gaussian Prediction Model turns it into
+Gaussians, which the mapping backend merges into the map (insertion where the map
+is empty or behind, then on keyframes a few joint Gaussian + pose iterations and
+floater removal) — in a background thread unless ``mapping.threaded`` is false.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from gs4_slam import config as config_io
+from gs4_slam.camera import Intrinsics, Pose
+from gs4_slam.frame import Frame
+from gs4_slam.gaussians import GaussianSet
+from gs4_slam.labels import LabelSet, load_label_set
+from gs4_slam.mapping.backend import MappingBackend, MappingConfig, MappingJob
+from gs4_slam.predictor.predictor import GaussianPredictor, PredictorConfig
+from gs4_slam.render import RenderOutput
+from gs4_slam.resources import find_data_file
+from gs4_slam.tracking import Tracker, TrackerConfig, TrackingStatus
+from gs4_slam.tracking.preprocess import Undistorter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SlamConfig:
+    """Every setting of the pipeline (YAML: config/slam.yaml; ROS parameters: same keys, dotted)."""
+
+    working_width: int = 320  # frames are resized to this before anything else
+    working_height: int = 240
+    device: str = "cpu"  # cpu or cuda (map, renderer, predictor)
+    label_set: str = "scannet20"
+    tracking: TrackerConfig = field(default_factory=TrackerConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+
+    def __post_init__(self) -> None:
+        if self.working_width % 16 or self.working_height % 16 or self.working_width <= 0 or self.working_height <= 0:
+            raise ValueError(
+                f"working size must be positive multiples of 16, got {self.working_width}x{self.working_height}"
+            )
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
+
+
+def default_config_path() -> Path:
+    path = find_data_file("config/slam.yaml")
+    if path is None:
+        raise FileNotFoundError("config/slam.yaml not found in the source tree or the installed share folder")
+    return path
+
+
+def load_slam_config(*paths: str | Path, overrides: dict | None = None) -> SlamConfig:
+    """config/slam.yaml, then the YAML overlays ``paths``, then ``overrides``; strict about keys and types."""
+    return config_io.load(SlamConfig, default_config_path(), *paths, overrides=overrides)
+
+
+@dataclass(frozen=True)
+class SlamResult:
+    index: int
+    timestamp_s: float
+    T_world_cam: Pose
+    status: TrackingStatus
+    is_keyframe: bool
+    num_gaussians: int
+    num_keyframes: int
+    stage_times_ms: dict[str, float]
+
+
+class Slam:
+    """Tracker + Gaussian Prediction Model + mapping backend."""
+
+    def __init__(self, config: SlamConfig | None = None) -> None:
+        self.config = config or load_slam_config()
+        if self.config.device != "cpu" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {self.config.device!r} requested but CUDA is not available")
+        self.label_set: LabelSet = load_label_set(self.config.label_set)
+        self.predictor = GaussianPredictor(
+            PredictorConfig(**{**self.config.predictor.__dict__, "device": self.config.device})
+        )
+        if self.predictor.num_classes != self.label_set.num_classes:
+            raise ValueError(
+                f"predictor has {self.predictor.num_classes} classes, label set {self.label_set.name!r} "
+                f"has {self.label_set.num_classes}"
+            )
+        self._undistorter = Undistorter()
+        self._lock = threading.RLock()
+        self._build()
+
+    def _build(self) -> None:
+        self.tracker = Tracker(self.config.tracking)
+        self.backend = MappingBackend(self.config.mapping, self.predictor.num_classes, self.predictor.feature_dim,
+                                      tuple(self.label_set.class_names), self.config.device)
+        self._trajectory: list[tuple[float, Pose]] = []
+        self._frames_seen = 0
+
+    # ---------------------------------------------------------------- per frame
+
+    def prepare(self, frame: Frame) -> Frame:
+        """``frame`` at the working size, undistorted (pinhole intrinsics)."""
+        w, h = self.config.working_width, self.config.working_height
+        k = frame.intrinsics
+        color, depth, labels = frame.color_rgb, frame.depth_m, frame.labels
+        if k.has_distortion:
+            color, depth = self._undistorter.color(color, k), self._undistorter.depth(depth, k)
+            if labels is not None:
+                labels = self._undistorter.depth(labels.astype(np.float32), k).astype(np.uint8)
+            k = k.without_distortion()
+        if (k.width, k.height) != (w, h):
+            color = cv2.resize(color, (w, h), interpolation=cv2.INTER_AREA)
+            depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
+            if labels is not None:
+                labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+            k = k.scaled(w, h)
+        depth = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
+        return Frame(frame.timestamp_s, np.ascontiguousarray(color), depth, k, frame.T_world_cam_gt, labels,
+                     frame.index)
+
+    def process(self, frame: Frame) -> SlamResult:
+        """Track ``frame``, and map it when it is a keyframe or due for insertion."""
+        with self._lock:
+            return self._process(frame)
+
+    def _process(self, frame: Frame) -> SlamResult:
+        start = time.perf_counter()
+        times: dict[str, float] = {}
+        frame = self.prepare(frame)
+        times["prepare_ms"] = _ms(start)
+        t0 = time.perf_counter()
+        tracked = self.tracker.track(frame)
+        times["track_ms"] = _ms(t0)
+        self._frames_seen += 1
+        pose = tracked.T_world_cam
+        self._trajectory.append((frame.timestamp_s, pose))
+        due = self.config.mapping.integrate_every and self._frames_seen % self.config.mapping.integrate_every == 0
+        if tracked.status is not TrackingStatus.LOST and (tracked.is_keyframe or due):
+            t0 = time.perf_counter()
+            prediction = self.predictor.predict(frame, pose)
+            times["predict_ms"] = _ms(t0)
+            t0 = time.perf_counter()
+            self.backend.submit(self._job(frame, pose, prediction.gaussians,
+                                          tracked.keyframe_id if tracked.is_keyframe else None))
+            times["map_submit_ms"] = _ms(t0)
+        times.update({f"map_{k}": v for k, v in self.backend.stats.stage_ms.items()})
+        times["total_ms"] = _ms(start)
+        return SlamResult(frame.index, frame.timestamp_s, pose, tracked.status, tracked.is_keyframe,
+                          len(self.backend), len(self.tracker.keyframes), times)
+
+    def _job(self, frame: Frame, pose: Pose, gaussians: GaussianSet, keyframe_id: int | None) -> MappingJob:
+        device = self.config.device
+        color = torch.from_numpy(frame.color_rgb).to(device).permute(2, 0, 1).float().div(255.0)
+        depth = torch.from_numpy(frame.depth_m).to(device)
+        return MappingJob(frame.index, color, depth, frame.intrinsics, pose, gaussians, keyframe_id)
+
+    # ---------------------------------------------------------------- outputs
+
+    def render(self, T_world_cam: Pose, intrinsics: Intrinsics,
+               channels=("color", "depth", "semantics")) -> RenderOutput:
+        """The map seen from a camera (pinhole intrinsics), without gradients."""
+        return self.backend.render(T_world_cam, intrinsics.without_distortion(), channels)
+
+    def map_set(self) -> GaussianSet:
+        """A detached CPU copy of the map's Gaussians."""
+        return self.backend.snapshot()
+
+    def trajectory(self) -> list[tuple[float, Pose]]:
+        with self._lock:
+            return list(self._trajectory)
+
+    def flush(self) -> None:
+        """Wait for the mapping thread to finish queued work."""
+        self.backend.flush()
+
+    def save_map(self, path: str | Path) -> None:
+        from gs4_slam.map_io import save_map
+
+        self.flush()
+        with self.backend.lock:
+            self.backend.map.metadata.update({"label_set": self.label_set.name, "frames": self._frames_seen})
+            save_map(self.backend.map, path)
+
+    def load_map(self, path: str | Path) -> None:
+        """Replace the map with a saved one (tracking restarts against it)."""
+        from gs4_slam.map_io import load_map
+
+        loaded = load_map(path, device=self.config.device)
+        if loaded.num_classes not in (0, self.label_set.num_classes):
+            raise ValueError(f"{path}: map has {loaded.num_classes} classes, label set has {self.label_set.num_classes}")
+        with self._lock:
+            self.flush()
+            with self.backend.lock:
+                self.backend.map = loaded
+            self.tracker.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.backend.close()
+            self._build()
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _ms(since: float) -> float:
+    return 1000.0 * (time.perf_counter() - since)
