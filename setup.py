@@ -34,7 +34,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["gs4_slam", "gs4_slam.*"]),
-    package_data={"gs4_slam": ["render/csrc/*.cpp", "render/csrc/*.py"]},
+    package_data={"gs4_slam": ["render/csrc/*.cpp", "tracking/csrc/*.cpp"]},
     data_files=data_files(),
     # torch is deliberately loose: a user's existing (CUDA) build must satisfy it.
     install_requires=["torch>=2.1"] + requirements("core.txt"),

@@ -136,17 +136,16 @@ install_project() {
 }
 
 build_kernels() {
-  # Compiled CPU kernels (C++ through torch's cpp_extension); the pure-PyTorch
-  # path is used, with a warning, when this fails.
-  [[ -f "$ROOT/gs4_slam/render/csrc/build_ext.py" ]] || return 0
+  # Compiled CPU kernels (render, tracking) through torch's cpp_extension; each
+  # falls back to its PyTorch/NumPy twin, with a warning, when it cannot build.
   local key
-  key="$(hash_of "$ROOT"/gs4_slam/render/csrc/* "$ROOT/gs4_slam/render/kernels.py")"
+  key="$(hash_of "$ROOT"/gs4_slam/*/csrc/* "$ROOT"/gs4_slam/*/kernels.py "$ROOT/gs4_slam/ext.py")"
   stamp_ok kernels "$key" && return
-  log "building CPU render kernels"
-  if "$VENV/bin/python" "$ROOT/gs4_slam/render/csrc/build_ext.py"; then
+  log "building the compiled CPU kernels"
+  if "$VENV/bin/python" -m gs4_slam.ext --quiet; then
     stamp_set kernels "$key"
   else
-    log "WARNING: CPU kernels did not build; the slower PyTorch renderer will be used"
+    log "WARNING: some CPU kernels did not build; their slower fallbacks will be used"
   fi
 }
 

@@ -35,7 +35,7 @@ def kernels():
     """The compiled kernels, built here if the set-up has not built them."""
     module = load_cpu_kernels()
     if module is None:
-        pytest.fail("the CPU render kernels did not build: run python gs4_slam/render/csrc/build_ext.py")
+        pytest.fail("the CPU render kernels did not build: run python -m gs4_slam.ext")
     return module
 
 
@@ -429,21 +429,22 @@ def test_importing_the_renderer_compiles_nothing():
 
 
 def test_failed_build_falls_back_to_pytorch_with_a_warning(monkeypatch, caplog):
-    from gs4_slam.render import api, kernels as kernel_loader
+    from gs4_slam import ext
+    from gs4_slam.render import api
 
-    def broken_build(spec, verbose=False):
+    def broken_build(self, spec, verbose=False):
         raise RuntimeError("no compiler")
 
-    monkeypatch.setattr(kernel_loader, "import_built", lambda spec: None)
-    monkeypatch.setattr(kernel_loader, "build", broken_build)
-    kernel_loader.load_cpu_kernels.cache_clear()
+    monkeypatch.setattr(ext.CompiledExtension, "import_built", lambda self, spec: None)
+    monkeypatch.setattr(ext.CompiledExtension, "build", broken_build)
+    ext._load.cache_clear()
     try:
         with caplog.at_level("WARNING"):
             assert api.select_backend("auto", torch.device("cpu")) == "torch"
-        assert "falling back" in caplog.text
+        assert "failed to build" in caplog.text and "PyTorch renderer" in caplog.text
         with pytest.raises(RuntimeError, match="unavailable"):
             api.select_backend("cpu", torch.device("cpu"))
         out = render(random_scene(10, dtype=torch.float32), INTRINSICS, torch.eye(4))
         assert out.backend == "torch" and out.color.shape == (36, 48, 3)
     finally:
-        kernel_loader.load_cpu_kernels.cache_clear()
+        ext._load.cache_clear()
