@@ -114,7 +114,8 @@ def test_params_file_and_command_line_override(make_node, params):
 
 def test_config_file_sets_the_defaults(make_node, params, tmp_path):
     custom = tmp_path / "slam.yaml"
-    custom.write_text(f"inherit_from: {REPO / 'config' / 'slam.yaml'}\nworking_width: 160\nmapping:\n  threaded: false\n")
+    base = REPO / "config" / "slam.yaml"
+    custom.write_text(f"inherit_from: {base}\nworking_width: 160\nmapping:\n  threaded: false\n")
     node, _, _ = make_node("-p", f"config_file:={custom}")
     assert node.get_parameter("working_width").value == 160
     assert node.get_parameter("mapping.threaded").value is False

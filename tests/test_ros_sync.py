@@ -90,6 +90,16 @@ def test_sets_are_emitted_in_stamp_order_and_late_ones_are_counted():
     assert names(sync.add(msg("c3", 3.001), 0)) == ["c3", "d3"]
 
 
+def test_every_drop_is_reported_with_its_reason():
+    drops = []
+    sync = ApproximateTimeSynchronizer(2, queue_size=2, slop_s=0.0, on_drop=lambda *d: drops.append(d))
+    for t in (1.0, 2.0, 3.0):
+        sync.add(msg("c", t), 0)
+    sync.add(msg("d", 3.0), 1)
+    sync.add(msg("late", 2.5), 1)
+    assert drops == [("queue_full", 0, 1_000_000_000), ("stale", 0, 2_000_000_000), ("stale", 1, 2_500_000_000)]
+
+
 def test_duplicate_stamp_replaces_and_is_counted():
     sync = ApproximateTimeSynchronizer(2, queue_size=5, slop_s=0.0)
     sync.add(msg("c_first", 1.0), 0)

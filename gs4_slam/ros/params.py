@@ -49,6 +49,7 @@ class NodeConfig:
     map_frame: str = "map"  # fixed frame of poses, path, TF parent, cloud
     camera_frame: str = ""  # TF child / odometry child frame ("": the colour image's header.frame_id)
     publish_tf: bool = True  # broadcast map -> camera (needs tf2_ros)
+    input_reliable: bool = True  # reliable input subscriptions (false: best effort, which also accepts any publisher)
     use_labels: bool = False  # also synchronise a label image (mono8/mono16 class ids of the label set)
     use_external_pose: bool = False  # attach the nearest external_pose (PoseStamped, map frame) to each frame
     external_pose_max_age_s: float = 0.05  # an external pose farther in time than this is not used

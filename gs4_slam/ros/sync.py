@@ -52,11 +52,13 @@ class ApproximateTimeSynchronizer:
     Each input keeps at most ``queue_size`` messages keyed by stamp, so arrival
     order within an input does not matter. When a message arrives, the set that
     contains it with the smallest stamp spread (at most ``slop_s``) is emitted to
-    the callbacks as ``callback(msg_0, ..., msg_{n-1})``.
+    the callbacks as ``callback(msg_0, ..., msg_{n-1})``. Every message dropped
+    unmatched is counted in ``stats`` and reported as ``on_drop(reason, input, stamp_ns)``.
     """
 
     def __init__(self, num_inputs: int, queue_size: int, slop_s: float,
-                 callback: Callable[..., None] | None = None) -> None:
+                 callback: Callable[..., None] | None = None,
+                 on_drop: Callable[[str, int, int], None] | None = None) -> None:
         if num_inputs < 1:
             raise ValueError(f"num_inputs must be >= 1, got {num_inputs}")
         if queue_size < 1:
@@ -70,6 +72,8 @@ class ApproximateTimeSynchronizer:
         self._callbacks: list[Callable[..., None]] = [callback] if callback else []
         self._last_reference_ns: int | None = None
         self._lock = threading.Lock()
+        self._on_drop = on_drop
+        self._drops: list[tuple[str, int, int]] = []  # (reason, input, stamp_ns) not yet reported
 
     def register_callback(self, callback: Callable[..., None]) -> None:
         self._callbacks.append(callback)
@@ -83,6 +87,10 @@ class ApproximateTimeSynchronizer:
         stamp = stamp_ns(msg)
         with self._lock:
             matched = self._add_locked(msg, index, stamp)
+            drops, self._drops = self._drops, []
+        if self._on_drop is not None:
+            for drop in drops:
+                self._on_drop(*drop)
         if matched is not None:
             for callback in self._callbacks:
                 callback(*matched)
@@ -90,15 +98,16 @@ class ApproximateTimeSynchronizer:
 
     def _add_locked(self, msg: Any, index: int, stamp: int) -> tuple | None:
         if self._is_stale(index, stamp):
-            self.stats.dropped["stale"][index] += 1
+            self._count_drop("stale", index, stamp)
             return None
         queue = self._queues[index]
         if stamp in queue:
-            self.stats.dropped["duplicate_stamp"][index] += 1
+            self._count_drop("duplicate_stamp", index, stamp)
         queue[stamp] = msg
         while len(queue) > self.queue_size:
-            del queue[min(queue)]
-            self.stats.dropped["queue_full"][index] += 1
+            oldest = min(queue)
+            del queue[oldest]
+            self._count_drop("queue_full", index, oldest)
         stamps = self._best_set(index, stamp)
         if stamps is None:
             return None
@@ -119,7 +128,11 @@ class ApproximateTimeSynchronizer:
         for index, queue in enumerate(self._queues):
             for stamp in [s for s in queue if self._is_stale(index, s)]:
                 del queue[stamp]
-                self.stats.dropped["stale"][index] += 1
+                self._count_drop("stale", index, stamp)
+
+    def _count_drop(self, reason: str, index: int, stamp: int) -> None:
+        self.stats.dropped[reason][index] += 1
+        self._drops.append((reason, index, stamp))
 
     def _best_set(self, index: int, stamp: int) -> tuple[int, ...] | None:
         """Stamps (one per input) of the tightest set containing ``stamp`` at ``index``."""
@@ -161,11 +174,12 @@ def create_synchronized_subscriptions(
     slop_s: float,
     callback: Callable[..., None],
     callback_group: Any = None,
+    on_drop: Callable[[str, int, int], None] | None = None,
 ) -> SynchronizedInputs:
     """Subscribe to ``topics`` ((type, name) pairs) and call ``callback`` with matched sets.
 
     Uses ``message_filters`` where a ROS distribution provides it, else this module's
-    synchroniser fed by plain subscriptions.
+    synchroniser fed by plain subscriptions (which also reports drops to ``on_drop``).
     """
     try:
         import message_filters
@@ -179,7 +193,7 @@ def create_synchronized_subscriptions(
         synchronizer = message_filters.ApproximateTimeSynchronizer(subscribers, queue_size, slop_s)
         synchronizer.registerCallback(callback)
         return SynchronizedInputs("message_filters", [*subscribers, synchronizer], None)
-    synchronizer = ApproximateTimeSynchronizer(len(topics), queue_size, slop_s, callback)
+    synchronizer = ApproximateTimeSynchronizer(len(topics), queue_size, slop_s, callback, on_drop)
     handles = [
         node.create_subscription(
             msg_type, name, lambda msg, i=i: synchronizer.add(msg, i), qos, callback_group=callback_group

@@ -1,0 +1,254 @@
+"""The SLAM node end to end: real rclpy, separate processes, loopback only.
+
+A player process publishes synthetic frames like a RealSense driver, the node runs as
+``python -m gs4_slam.ros.slam_node``, and this process listens and calls services.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+FRAMES = 60
+START_S = 100.0
+WIDTH, HEIGHT = 160, 128
+CAMERA_FRAME = "camera_color_optical_frame"
+#: A small, deterministic pipeline: mapping inline (no thread timing), no learned weights needed.
+PIPELINE = ["-p", f"working_width:={WIDTH}", "-p", f"working_height:={HEIGHT}",
+            "-p", "predictor.use_baseline:=true", "-p", "mapping.threaded:=false"]
+
+
+@pytest.fixture(scope="module")
+def ros():
+    pytest.importorskip("rclpy")
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    from helpers import ros_listener
+
+    return ros_listener
+
+
+def stamp_s(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def node_log(out_dir: Path) -> str:
+    return (out_dir / "node.log").read_text()
+
+
+@dataclasses.dataclass
+class Run:
+    out_dir: Path
+    node: object
+    listener: object
+
+
+@pytest.fixture(scope="module")
+def run(ros, tmp_path_factory):
+    """One node run over 60 frames (with labels); its outputs are shared by the tests below."""
+    out_dir = tmp_path_factory.mktemp("slam_node")
+    node = ros.start_node(out_dir, "e2e", *PIPELINE, "-p", "use_labels:=true", "-p", "queue_size:=100",
+                          "-p", "render_rate_hz:=4.0", "-p", "map_cloud_rate_hz:=2.0")
+    listener = ros.Listener("e2e")
+    assert listener.wait_for_node(), node_log(out_dir)[-3000:]
+    player = ros.start_player(out_dir, "e2e", "--frames", str(FRAMES), "--width", str(WIDTH), "--height", str(HEIGHT),
+                              "--start-s", str(START_S), "--labels", "--rate-hz", "15")
+    try:
+        done = listener.spin_until(lambda: len(listener.received["pose"]) >= FRAMES, 120.0)
+        assert done, f"{len(listener.received['pose'])} poses of {FRAMES}\n{node_log(out_dir)[-3000:]}"
+        assert player.wait(30) == 0, (out_dir / "player.log").read_text()[-2000:]
+        # Renders and the cloud come at their own rates: wait for ones of the last frame.
+        last = START_S + (FRAMES - 1) / 30.0
+        received = listener.received
+        listener.spin_until(lambda: any(abs(stamp_s(m) - last) < 1e-6 for m in received["render/color"])
+                            and received["map_cloud"] and received["status"]
+                            and received["status"][-1].processed_frames == FRAMES
+                            and received["path"] and len(received["path"][-1].poses) == FRAMES, 20.0)
+        yield Run(out_dir, node, listener)
+    finally:
+        ros.stop(player)
+        assert ros.stop(node) == 0, node_log(out_dir)[-3000:]
+        listener.close()
+
+
+def expected_stamps() -> list[float]:
+    return [START_S + i / 30.0 for i in range(FRAMES)]
+
+
+def test_pose_odometry_and_path_arrive_with_frame_ids_and_stamps(run):
+    poses = list(run.listener.received["pose"])
+    assert [round(stamp_s(p), 6) for p in poses] == [round(t, 6) for t in expected_stamps()]
+    assert {p.header.frame_id for p in poses} == {"map"}
+    odometry = run.listener.received["odometry"][-1]
+    assert (odometry.header.frame_id, odometry.child_frame_id) == ("map", CAMERA_FRAME)
+    path = run.listener.received["path"][-1]
+    assert path.header.frame_id == "map" and len(path.poses) == FRAMES
+    assert stamp_s(path.poses[-1]) == pytest.approx(expected_stamps()[-1], abs=1e-6)
+
+
+def test_cloud_renders_and_status_arrive(run):
+    from gs4_slam.msg import SlamStatus
+    from gs4_slam.ros.conversions import structured_from_pointcloud2
+
+    stamps = {round(t, 6) for t in expected_stamps()}
+    cloud = run.listener.received["map_cloud"][-1]
+    points = structured_from_pointcloud2(cloud)
+    assert cloud.header.frame_id == "map" and round(stamp_s(cloud), 6) in stamps and len(points) > 100
+    assert {"x", "rgb", "label", "confidence", "scale_x", "rot_w", "opacity"} <= set(points.dtype.names)
+    assert np.all(np.isfinite(points["x"])) and np.all((points["opacity"] > 0) & (points["opacity"] < 1))
+    for name, encoding in [("render/color", "rgb8"), ("render/depth", "32FC1"), ("render/semantic", "rgb8")]:
+        image = run.listener.received[name][-1]
+        assert (image.header.frame_id, image.encoding) == (CAMERA_FRAME, encoding), name
+        assert (image.width, image.height) == (WIDTH, HEIGHT) and round(stamp_s(image), 6) in stamps
+    depth = np.frombuffer(bytes(run.listener.received["render/depth"][-1].data), "<f4")
+    assert np.median(depth[depth > 0]) > 0.3  # the rendered room is metres away
+    status = run.listener.received["status"][-1]
+    assert status.header.frame_id == "map"
+    assert (status.input_frames, status.processed_frames, status.dropped_frames) == (FRAMES, FRAMES, 0)
+    assert status.tracking_state == SlamStatus.TRACKING_OK and status.tracking_state_name == "OK"
+    assert status.num_gaussians > 0 and status.num_keyframes >= 1 and "total_ms" in status.stage_names
+    diagnostics = [s for array in run.listener.received["diagnostics"] for s in array.status]
+    assert any(s.name.startswith("slam_node") and s.hardware_id == "gs4_slam" for s in diagnostics)
+
+
+def test_trajectory_matches_the_offline_pipeline(run):
+    """The node's poses equal the pipeline run in-process on the same frames (what `gs4-slam run` does)."""
+    from gs4_slam.slam import Slam, load_slam_config
+    from gs4_slam.synthetic.generator import SyntheticConfig, SyntheticSequence
+
+    config = load_slam_config(overrides={"working_width": WIDTH, "working_height": HEIGHT,
+                                         "predictor": {"use_baseline": True}, "mapping": {"threaded": False}})
+    sequence = SyntheticSequence(SyntheticConfig(seed=0, frames=FRAMES, width=WIDTH, height=HEIGHT))
+    slam = Slam(config)
+    try:
+        offline = [slam.process(dataclasses.replace(sequence.frame(i), timestamp_s=t)).T_world_cam.matrix
+                   for i, t in enumerate(expected_stamps())]
+    finally:
+        slam.close()
+    from gs4_slam.ros.conversions import pose_from_pose_msg
+
+    online = [pose_from_pose_msg(p.pose).matrix for p in run.listener.received["pose"]]
+    translation_error = [np.linalg.norm(a[:3, 3] - b[:3, 3]) for a, b in zip(online, offline)]
+    assert max(translation_error) < 1e-4, f"max translation difference {max(translation_error):.2e} m"
+    assert np.linalg.norm(offline[-1][:3, 3] - offline[0][:3, 3]) > 0.1  # the camera did move
+
+
+def test_save_map_writes_a_ply_that_loads_and_paths_are_confined(run, tmp_path):
+    from gs4_slam.map_io import load_map
+    from gs4_slam.srv import LoadMap, SaveMap
+
+    saved = run.listener.call(SaveMap, "save_map", SaveMap.Request(path="maps/run1.ply"))
+    assert saved.success, saved.message
+    target = run.out_dir / "maps" / "run1.ply"
+    assert target.is_file() and len(load_map(target)) == run.listener.received["status"][-1].num_gaussians
+
+    outside = tmp_path / "outside.ply"
+    (run.out_dir / "link").symlink_to(tmp_path, target_is_directory=True)
+    for request in [str(outside), "../outside.ply", "link/outside.ply", "maps/run1.txt"]:
+        refused = run.listener.call(SaveMap, "save_map", SaveMap.Request(path=request))
+        assert not refused.success and "refused" in refused.message and request in refused.message, request
+    assert not outside.exists() and not list(tmp_path.iterdir())
+
+    loaded = run.listener.call(LoadMap, "load_map", LoadMap.Request(path="maps/run1.ply"))
+    assert loaded.success and "loaded" in loaded.message, loaded.message
+    missing = run.listener.call(LoadMap, "load_map", LoadMap.Request(path="maps/none.ply"))
+    assert not missing.success and "none.ply" in missing.message
+    escaping = run.listener.call(LoadMap, "load_map", LoadMap.Request(path=str(target.resolve().parent / ".." / "..")))
+    assert not escaping.success
+
+
+def test_reset_pause_and_resume(run):
+    from std_srvs.srv import Trigger
+
+    for name in ("pause", "resume", "reset"):
+        response = run.listener.call(Trigger, name, Trigger.Request())
+        assert response.success, f"{name}: {response.message}"
+    run.listener.received["status"].clear()
+    assert run.listener.spin_until(lambda: run.listener.received["status"], 5.0)
+    assert run.listener.received["status"][-1].tracking_state_name == "INITIALIZING"
+
+
+def test_bad_input_is_reported_and_processing_continues(ros, tmp_path):
+    """Frames without camera_info, with an unsupported encoding, a colour/depth size mismatch,
+    NaN depth and an out-of-order stamp: each is named in a warning; the good ones are tracked."""
+    from helpers.frame_player import BAD_FRAMES
+
+    frames = 16
+    node = ros.start_node(tmp_path, "bad", *PIPELINE, "-p", "queue_size:=50", "-p", "render_rate_hz:=0.0",
+                          "-p", "map_cloud_rate_hz:=0.0")
+    listener = ros.Listener("bad")
+    assert listener.wait_for_node(), node_log(tmp_path)[-3000:]
+    player = ros.start_player(tmp_path, "bad", "--frames", str(frames), "--width", str(WIDTH), "--height", str(HEIGHT),
+                              "--start-s", str(START_S), "--scenario", "bad")
+    skipped = {0, 1} | {i for i, problem in BAD_FRAMES.items() if problem != "nan"}
+    good = [START_S + i / 30.0 for i in range(frames) if i not in skipped]
+    try:
+        arrived = listener.spin_until(lambda: len(listener.received["pose"]) >= len(good), 90.0)
+        assert player.wait(30) == 0
+        listener.spin_until(lambda: listener.received["status"]
+                            and listener.received["status"][-1].processed_frames == len(good), 5.0)
+        log = node_log(tmp_path)
+        assert arrived, log[-3000:]
+        assert [round(stamp_s(p), 6) for p in listener.received["pose"]] == [round(t, 6) for t in good]
+        for problem in ["no camera_info", "unsupported colour encoding 'yuv422'",
+                        "size mismatch: colour is 160x128, depth is 80x64", "NaN", "out-of-order stamp"]:
+            assert problem in log, f"no warning about {problem!r}:\n{log[-3000:]}"
+        status = listener.received["status"][-1]
+        assert status.processed_frames == len(good)
+        assert status.dropped_frames == len(skipped) and status.input_frames == frames
+        assert node.poll() is None, "the node died"
+    finally:
+        ros.stop(player)
+        assert ros.stop(node) == 0, node_log(tmp_path)[-3000:]
+        listener.close()
+
+
+def test_invalid_parameter_stops_the_node_with_a_message(ros, tmp_path):
+    node = ros.start_node(tmp_path, "invalid", "-p", "working_width:=100")
+    assert node.wait(60) == 2
+    log = node_log(tmp_path)
+    assert "working_width" in log and "step" in log
+
+
+@pytest.mark.slow
+def test_overload_drops_are_counted_and_memory_stays_flat(ros, tmp_path):
+    """Frames at (at least) 3x the processing rate: the queue drops the oldest, counts it, memory is flat."""
+    seconds, rate_hz = 24.0, 60.0
+    node = ros.start_node(tmp_path, "overload", "-p", "predictor.use_baseline:=true", "-p", "queue_size:=2",
+                          "-p", "render_rate_hz:=1.0", "-p", "map_cloud_rate_hz:=0.5")
+    listener = ros.Listener("overload")
+    assert listener.wait_for_node(), node_log(tmp_path)[-3000:]
+    player = ros.start_player(tmp_path, "overload", "--scenario", "overload", "--frames", "30", "--width", "320",
+                              "--height", "240", "--rate-hz", str(rate_hz), "--seconds", str(seconds),
+                              "--depth-encoding", "16UC1")
+    try:
+        assert listener.spin_until(lambda: len(listener.received["pose"]) >= 3, 60.0), node_log(tmp_path)[-3000:]
+        listener.spin_until(lambda: False, 6.0)  # warm up: map, caches, allocator
+        rss_start = ros.rss_mb(node.pid)
+        player_running = lambda: player.poll() is None  # noqa: E731
+        rss_samples = []
+        while player_running():
+            listener.spin_until(lambda: False, 1.0)
+            rss_samples.append(ros.rss_mb(node.pid))
+        assert player.returncode == 0
+        listener.spin_until(lambda: False, 3.0)
+        status = listener.received["status"][-1]
+        published = sum(1 for line in (tmp_path / "player.log").read_text().splitlines()
+                        if line.startswith("published"))
+        processing_hz = status.processed_frames / seconds
+        assert published / seconds >= 3.0 * processing_hz, (published, status.processed_frames)
+        assert status.dropped_frames > 0.5 * published
+        assert status.input_frames == published
+        assert status.input_frames - status.processed_frames - status.dropped_frames <= 3  # queued + in progress
+        growth = max(rss_samples) - rss_start
+        assert growth < 60.0, f"node memory grew by {growth:.0f} MB (from {rss_start:.0f} MB): {rss_samples}"
+        assert node.poll() is None
+    finally:
+        ros.stop(player)
+        assert ros.stop(node) == 0, node_log(tmp_path)[-3000:]
+        listener.close()
