@@ -32,7 +32,7 @@ from gs4_slam.gaussians import GaussianSet
 from gs4_slam.labels import LabelSet, load_label_set
 from gs4_slam.mapping.backend import MappingBackend, MappingConfig, MappingJob
 from gs4_slam.predictor.predictor import GaussianPredictor, PredictorConfig
-from gs4_slam.render import RenderOutput
+from gs4_slam.render import RenderOutput, render
 from gs4_slam.resources import find_data_file
 from gs4_slam.tracking import Tracker, TrackerConfig, TrackingStatus
 from gs4_slam.tracking.preprocess import Undistorter
@@ -48,6 +48,11 @@ class SlamConfig:
     working_height: int = 240
     device: str = "cpu"  # cpu or cuda (map, renderer, predictor)
     label_set: str = "scannet20"
+    #: New tracking references are the map rendered at the keyframe (frame-to-model)
+    #: instead of the keyframe's own RGB-D; see README for the measured effect.
+    track_against_map: bool = False
+    #: Map silhouette above which a rendered depth counts for the tracking reference.
+    track_min_alpha: float = 0.8
     tracking: TrackerConfig = field(default_factory=TrackerConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
@@ -106,7 +111,8 @@ class Slam:
         self._build()
 
     def _build(self) -> None:
-        self.tracker = Tracker(self.config.tracking)
+        renderer = self._render_for_tracking if self.config.track_against_map else None
+        self.tracker = Tracker(self.config.tracking, map_renderer=renderer)
         self.backend = MappingBackend(self.config.mapping, self.predictor.num_classes, self.predictor.feature_dim,
                                       tuple(self.label_set.class_names), self.config.device)
         self._trajectory: list[tuple[float, Pose]] = []
@@ -163,6 +169,24 @@ class Slam:
         times["total_ms"] = _ms(start)
         return SlamResult(frame.index, frame.timestamp_s, pose, tracked.status, tracked.is_keyframe,
                           len(self.backend), len(self.tracker.keyframes), times)
+
+    def _render_for_tracking(self, T_world_cam: Pose, intrinsics: Intrinsics):
+        """Colour and depth of the map for the tracker, or None (empty map, or mapping busy).
+
+        Never waits for the mapping thread: tracking keeps the keyframe's own
+        images when the map is being written.
+        """
+        if len(self.backend) == 0 or not self.backend.lock.acquire(blocking=False):
+            return None
+        try:
+            with torch.no_grad():
+                out = render(self.backend.map, intrinsics, T_world_cam.inverse(), channels=("color", "depth", "alpha"),
+                             normalize_depth=True)
+        finally:
+            self.backend.lock.release()
+        depth = torch.where(out.alpha > self.config.track_min_alpha, out.depth, torch.zeros_like(out.depth))
+        color = (out.color.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+        return color.cpu().numpy(), depth.cpu().numpy().astype(np.float32)
 
     def _job(self, frame: Frame, pose: Pose, gaussians: GaussianSet, keyframe_id: int | None) -> MappingJob:
         device = self.config.device

@@ -41,6 +41,7 @@ class MappingConfig:
     queue_size: int = 2  # pending jobs; more are skipped and counted
     integrate_every: int = 5  # frames between insertions besides keyframes (0: keyframes only)
     max_gaussians: int = 50_000  # insertion stops (with a warning) at this size
+    prune: bool = True  # floater removal (opacity, size, free space) on keyframes
     prune_every_keyframes: int = 1  # floater removal after every n-th keyframe
     insertion: InsertionConfig = field(default_factory=InsertionConfig)
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
@@ -215,7 +216,7 @@ class MappingBackend:
                     view.T_world_cam = refined
                     self.refined_poses[view.keyframe_id] = refined
         self._keyframe_count += 1
-        if self._keyframe_count % self.config.prune_every_keyframes == 0:
+        if self.config.prune and self._keyframe_count % self.config.prune_every_keyframes == 0:
             t0 = time.perf_counter()
             self.stats.pruned += remove_floaters(self.map, window, self.config.optimization)
             stage["prune_ms"] = 1000.0 * (time.perf_counter() - t0)
