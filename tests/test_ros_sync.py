@@ -100,6 +100,18 @@ def test_every_drop_is_reported_with_its_reason():
     assert drops == [("queue_full", 0, 1_000_000_000), ("stale", 0, 2_000_000_000), ("stale", 1, 2_500_000_000)]
 
 
+def test_sequence_gaps_count_messages_lost_before_arrival():
+    drops = []
+    sync = ApproximateTimeSynchronizer(2, queue_size=5, slop_s=0.0, on_drop=lambda *d: drops.append(d))
+    for seq in (1, 2, 5):
+        sync.note_sequence(0, seq, b"camera", seq)
+    sync.note_sequence(0, 9, b"other_camera", 9)  # sequence numbers are per publisher
+    sync.note_sequence(1, 1, b"camera", None)  # a middleware without sequence numbers
+    assert sync.stats.dropped["lost"] == [2, 0] and sync.stats.total_dropped(0) == 2
+    sync.add(msg("c", 1.0), 0)
+    assert drops == [("lost", 0, 5)]
+
+
 def test_duplicate_stamp_replaces_and_is_counted():
     sync = ApproximateTimeSynchronizer(2, queue_size=5, slop_s=0.0)
     sync.add(msg("c_first", 1.0), 0)
@@ -145,6 +157,9 @@ def test_fallback_subscriptions_feed_the_synchroniser():
     )
     assert inputs.backend == "gs4_slam" and inputs.stats is not None
     assert [topic for topic, _ in subscriptions] == ["color", "depth"]
-    subscriptions[1][1](msg("d", 1.0))
-    subscriptions[0][1](msg("c", 1.0))
+    info = {"publication_sequence_number": 1, "publisher_gid": {"data": b"driver"}}
+    subscriptions[1][1](msg("d", 1.0), info)
+    subscriptions[0][1](msg("c", 1.0), info)
     assert received == [["c", "d"]]
+    subscriptions[0][1](msg("c", 2.0), info | {"publication_sequence_number": 4})  # 2 and 3 never arrived
+    assert inputs.stats.dropped["lost"] == [2, 0]

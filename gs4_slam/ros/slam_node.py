@@ -169,10 +169,15 @@ class SlamNode(Node):
         return pose if abs(best_ns - t_ns) <= self.settings.external_pose_max_age_s * 1e9 else None
 
     def _on_sync_drop(self, reason: str, index: int, t_ns: int) -> None:
-        what = {"stale": "older than the last synchronised frame (out-of-order stamp or no partner in time)",
-                "queue_full": f"no partner within sync_slop_s={self.settings.sync_slop_s} s before the queue filled",
-                "duplicate_stamp": "same stamp as an earlier message, which it replaced"}[reason]
-        self.problems.warn(f"{self._topics[index]}: message at t={t_ns * 1e-9:.6f} s dropped: {what}")
+        topic, t_s = self._topics[index], t_ns * 1e-9
+        if reason == "lost":
+            self.problems.warn(f"{topic}: messages before t={t_s:.6f} s never arrived (gap in the publisher's "
+                               "sequence numbers: input faster than the node takes it)")
+            return
+        why = {"stale": "older than the last synchronised frame (out-of-order stamp or no partner in time)",
+               "queue_full": f"no partner within sync_slop_s={self.settings.sync_slop_s} s before the queue filled",
+               "duplicate_stamp": "same stamp as an earlier message, which it replaced"}[reason]
+        self.problems.warn(f"{topic}: message at t={t_s:.6f} s dropped: {why}")
 
     def _on_frame(self, color: Image, depth: Image, labels: Image | None = None) -> None:
         """Synchronised inputs -> Frame -> pipeline queue; bad input is reported and skipped."""

@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Reasons a message leaves a queue without being emitted.
-DROP_REASONS = ("queue_full", "stale", "duplicate_stamp")
+#: Reasons a message leaves a queue without being emitted; "lost" ones never arrived
+#: (a gap in the publisher's sequence numbers: the transport or a full reader history).
+DROP_REASONS = ("queue_full", "stale", "duplicate_stamp", "lost")
 
 
 def stamp_ns(msg: Any) -> int:
@@ -74,9 +75,21 @@ class ApproximateTimeSynchronizer:
         self._lock = threading.Lock()
         self._on_drop = on_drop
         self._drops: list[tuple[str, int, int]] = []  # (reason, input, stamp_ns) not yet reported
+        self._sequences: dict[tuple[int, object], int] = {}  # (input, publisher) -> last sequence number
 
     def register_callback(self, callback: Callable[..., None]) -> None:
         self._callbacks.append(callback)
+
+    def note_sequence(self, index: int, stamp: int, publisher: object, sequence: int | None) -> None:
+        """Count messages of input ``index`` that never arrived, from publication sequence numbers."""
+        if sequence is None:
+            return
+        with self._lock:
+            last = self._sequences.get((index, publisher))
+            self._sequences[(index, publisher)] = sequence
+            if last is not None and sequence > last + 1:
+                self.stats.dropped["lost"][index] += sequence - last - 1
+                self._drops.append(("lost", index, stamp))
 
     def queued(self, index: int) -> int:
         """Messages of input ``index`` waiting for partners."""
@@ -194,10 +207,17 @@ def create_synchronized_subscriptions(
         synchronizer.registerCallback(callback)
         return SynchronizedInputs("message_filters", [*subscribers, synchronizer], None)
     synchronizer = ApproximateTimeSynchronizer(len(topics), queue_size, slop_s, callback, on_drop)
+
+    def receiver(index: int):
+        def receive(msg: Any, info: dict) -> None:
+            publisher = bytes((info.get("publisher_gid") or {}).get("data", b""))
+            synchronizer.note_sequence(index, stamp_ns(msg), publisher, info.get("publication_sequence_number"))
+            synchronizer.add(msg, index)
+
+        return receive
+
     handles = [
-        node.create_subscription(
-            msg_type, name, lambda msg, i=i: synchronizer.add(msg, i), qos, callback_group=callback_group
-        )
+        node.create_subscription(msg_type, name, receiver(i), qos, callback_group=callback_group)
         for i, (msg_type, name) in enumerate(topics)
     ]
     return SynchronizedInputs("gs4_slam", [*handles, synchronizer], synchronizer.stats)
