@@ -20,6 +20,8 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("eval", "gs4_slam.evaluate"),
     ("run", "gs4_slam.run_command"),
     ("train", "gs4_slam.train_command"),
+    ("replay", "gs4_slam.replay_command"),
+    ("record", "gs4_slam.record_command"),
 )
 
 
