@@ -66,12 +66,9 @@ class FrameSubset:
 # ---------------------------------------------------------------------- settings
 
 
-def _ros_args(params_file: Path, overrides: dict[str, Any]) -> list[str]:
-    """``--params-file`` and one ``-p name:=value`` per override (JSON is YAML and quotes strings safely)."""
-    args = ["--params-file", str(params_file)]
-    for name, value in overrides.items():
-        args += ["-p", f"{name}:={json.dumps(value)}"]
-    return args
+def _value_texts(overrides: dict[str, Any]) -> dict[str, str]:
+    """Values as ``-p name:=value`` text (JSON is YAML and quotes strings safely)."""
+    return {name: json.dumps(value) for name, value in overrides.items()}
 
 
 def _player_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -234,8 +231,8 @@ def replay(args: argparse.Namespace) -> dict:
              len(source), params_file)
     options = SessionOptions(namespace=args.namespace, max_backlog=args.max_backlog,
                              stall_timeout_s=args.stall_timeout)
-    session = ReplaySession(options, env, out_dir / "logs").run(_ros_args(params_file, node_set),
-                                                                _ros_args(params_file, player_set), out_dir)
+    session = ReplaySession(options, env, out_dir / "logs").run(params_file, _value_texts(node_set),
+                                                                _value_texts(player_set), out_dir)
     metrics: dict[str, Any] = {
         "mode": "replay over ROS 2: dataset_player -> slam_node (separate processes, loopback DDS)",
         "dataset": source.name, "predictor": predictor, "frames": session.published,

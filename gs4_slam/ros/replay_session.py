@@ -9,6 +9,7 @@ something goes wrong, so that nothing lingers.
 """
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import time
@@ -153,17 +154,19 @@ class ReplaySession:
         self.processes: list[NodeProcess] = []
         self._paused = False
 
-    def run(self, node_args: list[str], player_args: list[str], out_dir: Path) -> SessionResult:
+    def run(self, params_file: Path, node_overrides: dict[str, str], player_overrides: dict[str, str],
+            out_dir: Path) -> SessionResult:
+        """Both nodes read ``params_file``; ``*_overrides`` are ``{name: value text}`` given as ``-p``."""
         start = time.monotonic()
         monitor = _Monitor(self.options.prefix)
         try:
-            ns = ["-r", f"__ns:={self.options.prefix}"] if self.options.prefix else []
-            node = self._start("slam_node", NODE_MODULE, [*ns, *node_args, "-p", f"output_dir:={out_dir}",
-                                                           "-p", f"queue_size:={self.options.node_queue_size}",
-                                                           "-p", f"status_rate_hz:={self.options.status_rate_hz!r}"])
-            player = self._start("dataset_player", PLAYER_MODULE, [*ns, *player_args, "-p", "stamps:=dataset",
-                                                                   "-p", "wait_for_subscribers:=1", "-p", "loop:=false",
-                                                                   "-p", "paused:=false", "-p", "exit_at_end:=true"])
+            node = self._start("slam_node", NODE_MODULE, params_file, node_overrides, {
+                "output_dir": json.dumps(str(out_dir)), "queue_size": str(self.options.node_queue_size),
+                "status_rate_hz": repr(float(self.options.status_rate_hz))})
+            # A caller may wait for more subscribers (a recorder too); the rest the session relies on.
+            player = self._start("dataset_player", PLAYER_MODULE, params_file,
+                                 {"wait_for_subscribers": "1", **player_overrides},
+                                 {"stamps": "dataset", "loop": "false", "paused": "false", "exit_at_end": "true"})
             notes = self._wait_until_processed(monitor, node, player)
             map_path = self._save_map(monitor, node, out_dir)
             player.wait(15.0)  # it exits by itself once subscribers acknowledged its last frame
@@ -173,7 +176,14 @@ class ReplaySession:
             monitor.close()
         return result
 
-    def _start(self, name: str, module: str, ros_args: list[str]) -> NodeProcess:
+    def _start(self, name: str, module: str, params_file: Path, overrides: dict[str, str],
+               required: dict[str, str]) -> NodeProcess:
+        """Every ``-p`` after ``--params-file``: rcl applies the file's node-specific section after the
+        ``-p`` values when any ``-p`` comes first, which would let the file win."""
+        ros_args = ["-r", f"__ns:={self.options.prefix}"] if self.options.prefix else []
+        ros_args += ["--params-file", str(params_file)]
+        for key, value in {**overrides, **required}.items():
+            ros_args += ["-p", f"{key}:={value}"]
         log.info("starting %s: python -m %s --ros-args %s", name, module, " ".join(ros_args))
         process = NodeProcess.start(name, module, ros_args, self.log_dir / f"{name}.log", self.env)
         self.processes.append(process)
@@ -200,12 +210,13 @@ class ReplaySession:
             if status is not None and monitor.end_count is not None and self._queued(status) == 0:
                 handled = status.processed_frames + status.dropped_frames
                 if handled >= monitor.end_count and len(monitor.poses) >= status.processed_frames:
-                    return []
+                    return self._check_processed(status, node)
                 # Frames lost on the way never arrive: give them a few seconds, then go on and say so.
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since > 5.0:
-                    return [f"{monitor.end_count - status.input_frames} of {monitor.end_count} published frames "
-                            "never reached slam_node"]
+                    return self._check_processed(status, node) + [
+                        f"{monitor.end_count - status.input_frames} of {monitor.end_count} published frames never "
+                        "reached slam_node"]
             else:
                 idle_since = None
             if progress.stalled:
@@ -213,6 +224,13 @@ class ReplaySession:
                 raise ReplayError(f"no progress for {self.options.stall_timeout_s:.0f} s ({what}, end of sequence "
                                   f"{monitor.end_count}); slam_node log:\n{node.log_tail()}\n"
                                   f"dataset_player log:\n{player.log_tail(1500)}")
+
+    @staticmethod
+    def _check_processed(status: SlamStatus, node: NodeProcess) -> list[str]:
+        if status.processed_frames == 0:
+            raise ReplayError(f"slam_node processed none of the {status.input_frames} frames it received "
+                              f"({status.dropped_frames} dropped); its log:\n{node.log_tail()}")
+        return []
 
     @staticmethod
     def _queued(status: SlamStatus) -> int:
