@@ -217,23 +217,26 @@ def test_invalid_parameter_stops_the_node_with_a_message(ros, tmp_path):
 
 @pytest.mark.slow
 def test_overload_drops_are_counted_and_memory_stays_flat(ros, tmp_path):
-    """Frames at (at least) 3x the processing rate: the queue drops the oldest, counts it, memory is flat."""
-    seconds, rate_hz = 24.0, 60.0
+    """Frames at (at least) 3x the processing rate: the queue drops the oldest, counts it, memory is flat.
+
+    The camera moves back and forth over 4 frames with mapping inline, so the pipeline's own
+    memory stays flat (a map that keeps growing would hide what this test is about: the node's
+    queues). An unbounded input queue would grow by ~0.5 MB per dropped frame here.
+    """
+    seconds, rate_hz = 20.0, 90.0
     node = ros.start_node(tmp_path, "overload", "-p", "predictor.use_baseline:=true", "-p", "queue_size:=2",
-                          "-p", "render_rate_hz:=1.0", "-p", "map_cloud_rate_hz:=0.5")
+                          "-p", "mapping.threaded:=false", "-p", "render_rate_hz:=1.0", "-p", "map_cloud_rate_hz:=0.5")
     listener = ros.Listener("overload")
     assert listener.wait_for_node(), node_log(tmp_path)[-3000:]
-    player = ros.start_player(tmp_path, "overload", "--scenario", "overload", "--frames", "30", "--width", "320",
+    player = ros.start_player(tmp_path, "overload", "--scenario", "overload", "--frames", "4", "--width", "320",
                               "--height", "240", "--rate-hz", str(rate_hz), "--seconds", str(seconds),
                               "--depth-encoding", "16UC1")
     try:
         assert listener.spin_until(lambda: len(listener.received["pose"]) >= 3, 60.0), node_log(tmp_path)[-3000:]
-        listener.spin_until(lambda: False, 6.0)  # warm up: map, caches, allocator
-        rss_start = ros.rss_mb(node.pid)
-        player_running = lambda: player.poll() is None  # noqa: E731
+        listener.spin_until(lambda: False, 5.0)  # warm up: map, caches, allocator
         rss_samples = []
-        while player_running():
-            listener.spin_until(lambda: False, 1.0)
+        while player.poll() is None:
+            listener.spin_until(lambda: False, 0.5)
             rss_samples.append(ros.rss_mb(node.pid))
         assert player.returncode == 0
         listener.spin_until(lambda: False, 3.0)
@@ -243,10 +246,13 @@ def test_overload_drops_are_counted_and_memory_stays_flat(ros, tmp_path):
         processing_hz = status.processed_frames / seconds
         assert published / seconds >= 3.0 * processing_hz, (published, status.processed_frames)
         assert status.dropped_frames > 0.5 * published
-        assert status.input_frames == published
+        assert published - 2 <= status.input_frames <= published  # a loss after the last arrival has no gap to show
         assert status.input_frames - status.processed_frames - status.dropped_frames <= 3  # queued + in progress
-        growth = max(rss_samples) - rss_start
-        assert growth < 60.0, f"node memory grew by {growth:.0f} MB (from {rss_start:.0f} MB): {rss_samples}"
+        # Renders and allocator arenas make RSS step and spike; a growing queue would raise its
+        # level steadily (~40 MB/s at this input), so compare the typical level early and late.
+        third = len(rss_samples) // 3
+        early, late = np.median(rss_samples[:third]), np.median(rss_samples[-third:])
+        assert late - early < 80.0, f"node memory grew from {early:.0f} to {late:.0f} MB: {rss_samples}"
         assert node.poll() is None
     finally:
         ros.stop(player)

@@ -40,7 +40,7 @@ from gs4_slam.ros import params
 from gs4_slam.ros.publishers import SlamPublishers, StatusReport
 from gs4_slam.ros.services import PathRefused, confined_map_path
 from gs4_slam.ros.sync import create_synchronized_subscriptions, stamp_ns
-from gs4_slam.ros.worker import PipelineWorker
+from gs4_slam.ros.worker import PeriodicThread, PipelineWorker
 from gs4_slam.slam import Slam, SlamConfig, SlamResult
 from gs4_slam.srv import LoadMap, SaveMap
 
@@ -54,11 +54,19 @@ VIRTUAL_CAMERA_FRAME = "virtual_camera"
 
 @dataclass(frozen=True)
 class FrameItem:
-    """A converted frame waiting for the pipeline, with what its outputs need."""
+    """Synchronised messages waiting for the pipeline (converted only when their turn comes,
+    so that frames dropped under overload cost no conversion), and what outputs need."""
 
-    frame: Frame
-    stamp: Time
+    color: Image
+    depth: Image
+    labels: Image | None
+    camera_info: CameraInfo | None
+    T_world_cam: Pose | None
     camera_frame: str
+
+    @property
+    def stamp(self) -> Time:
+        return self.color.header.stamp
 
 
 class ProblemLog:
@@ -102,16 +110,18 @@ class SlamNode(Node):
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.out = SlamPublishers(self, self.settings.map_frame, self.slam.label_set, self.settings.path_max_poses)
         self.problems = ProblemLog(self.get_logger())
-        self.worker = PipelineWorker(self._process, self.settings.queue_size, self._periodic, self._report_error)
+        self.worker = PipelineWorker(self._process, self.settings.queue_size, self._report_error("frame"))
+        self.outputs = PeriodicThread(self._periodic, 0.05, self._report_error("renders and map cloud"))
         self._camera_info: CameraInfo | None = None
         self._external_poses: collections.deque[tuple[int, Pose]] = collections.deque(maxlen=256)
         self._frame_index = itertools.count()
         self._last_stamp_ns: int | None = None
-        self._last: tuple[SlamResult, FrameItem] | None = None
+        self._last: tuple[SlamResult, Intrinsics, FrameItem] | None = None
         self._processed_at: collections.deque[float] = collections.deque(maxlen=30)
         self._next_render = self._next_cloud = 0.0
         self._create_interfaces()
         self.worker.start()
+        self.outputs.start()
         self.get_logger().info(
             f"ready: {self.slam_config.working_width}x{self.slam_config.working_height} on {self.slam_config.device}, "
             f"synchroniser {self._inputs.backend}, output directory {self.output_dir}"
@@ -180,7 +190,7 @@ class SlamNode(Node):
         self.problems.warn(f"{topic}: message at t={t_s:.6f} s dropped: {why}")
 
     def _on_frame(self, color: Image, depth: Image, labels: Image | None = None) -> None:
-        """Synchronised inputs -> Frame -> pipeline queue; bad input is reported and skipped."""
+        """Synchronised inputs -> pipeline queue; frames out of stamp order are reported and skipped."""
         self.worker.note_received()
         t_ns, t_s = stamp_ns(color), conv.seconds_from_stamp(color.header.stamp)
         if self.worker.paused:
@@ -191,31 +201,41 @@ class SlamNode(Node):
                                f"(t={self._last_stamp_ns * 1e-9:.6f} s); skipped")
             self.worker.drop("out_of_order")
             return
+        self._last_stamp_ns = t_ns
+        self.worker.submit(FrameItem(color, depth, labels, self._camera_info, self._external_pose_at(t_ns),
+                                     self.settings.camera_frame or color.header.frame_id))
+
+    # ------------------------------------------------------------------ pipeline and output threads
+
+    def _process(self, item: FrameItem) -> bool:
+        """Convert and track one frame; False when its input is bad (reported and counted)."""
+        frame = self._frame_from(item)
+        if frame is None:
+            return False
+        result = self.slam.process(frame)
+        self.out.publish_pose(result.T_world_cam, item.stamp, item.camera_frame, self.settings.publish_tf)
+        self._last = (result, frame.intrinsics, item)
+        self._processed_at.append(time.monotonic())
+        return True
+
+    def _frame_from(self, item: FrameItem) -> Frame | None:
+        t_s = conv.seconds_from_stamp(item.stamp)
         issues: list[str] = []
         try:
-            frame = conv.frame_from_msgs(color, depth, self._camera_info, labels, index=next(self._frame_index),
-                                         num_classes=self.slam.label_set.num_classes,
-                                         T_world_cam=self._external_pose_at(t_ns), issues=issues)
+            frame = conv.frame_from_msgs(item.color, item.depth, item.camera_info, item.labels,
+                                         index=next(self._frame_index), num_classes=self.slam.label_set.num_classes,
+                                         T_world_cam=item.T_world_cam, issues=issues)
         except (conv.ConversionError, ValueError) as exc:
-            what = f"{INFO_TOPIC}" if self._camera_info is None else f"{COLOR_TOPIC} + {DEPTH_TOPIC}"
-            self.problems.warn(f"frame at t={t_s:.6f} s skipped: {exc} (inputs: {what})")
+            inputs = INFO_TOPIC if item.camera_info is None else " + ".join(self._topics)
+            self.problems.warn(f"frame at t={t_s:.6f} s skipped: {exc} (inputs: {inputs})")
             self.worker.drop("invalid")
-            return
+            return None
         for issue in issues:
             self.problems.warn(f"frame at t={t_s:.6f} s: {issue}")
-        self._last_stamp_ns = t_ns
-        self.worker.submit(FrameItem(frame, color.header.stamp, self.settings.camera_frame or color.header.frame_id))
-
-    # ------------------------------------------------------------------ pipeline thread
-
-    def _process(self, item: FrameItem) -> None:
-        result = self.slam.process(item.frame)
-        self.out.publish_pose(result.T_world_cam, item.stamp, item.camera_frame, self.settings.publish_tf)
-        self._last = (result, item)
-        self._processed_at.append(time.monotonic())
+        return frame
 
     def _periodic(self) -> None:
-        """Renders and the map cloud at their rates, between frames."""
+        """Renders and the map cloud at their rates (output thread: may wait for the mapping lock)."""
         if self._last is None:
             return
         now, s = time.monotonic(), self.settings
@@ -224,22 +244,25 @@ class SlamNode(Node):
             self._publish_renders()
         if s.map_cloud_rate_hz > 0 and now >= self._next_cloud:
             self._next_cloud = now + 1.0 / s.map_cloud_rate_hz
-            self.out.publish_cloud(self.slam.map_set(), self._last[1].stamp, s.map_cloud_max_points)
+            self.out.publish_cloud(self.slam.map_set(), self._last[2].stamp, s.map_cloud_max_points)
 
     def _publish_renders(self) -> None:
-        result, item = self._last
+        result, frame_intrinsics, item = self._last
         s, config = self.settings, self.slam_config
         width, height = (s.render_width, s.render_height) if s.render_width else (config.working_width,
                                                                                  config.working_height)
-        intrinsics: Intrinsics = item.frame.intrinsics.without_distortion().scaled(width, height)
+        intrinsics: Intrinsics = frame_intrinsics.without_distortion().scaled(width, height)
         if s.virtual_camera.enabled:
             pose = Pose.from_quat_xyzw(s.virtual_camera.position, s.virtual_camera.orientation_xyzw)
             self.out.publish_renders(self.slam.render(pose, intrinsics), item.stamp, VIRTUAL_CAMERA_FRAME)
         else:
             self.out.publish_renders(self.slam.render(result.T_world_cam, intrinsics), item.stamp, item.camera_frame)
 
-    def _report_error(self, exc: BaseException, what: str) -> None:
-        self.get_logger().error(f"{what} failed: {type(exc).__name__}: {exc}; processing continues")
+    def _report_error(self, what: str):
+        def report(exc: BaseException) -> None:
+            self.get_logger().error(f"{what} failed: {type(exc).__name__}: {exc}; processing continues")
+
+        return report
 
     # ------------------------------------------------------------------ status (timer)
 
@@ -328,6 +351,7 @@ class SlamNode(Node):
         return response
 
     def close(self) -> None:
+        self.outputs.stop()
         self.worker.stop()
         self.slam.close()
 

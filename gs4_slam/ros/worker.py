@@ -1,12 +1,17 @@
-"""The node's single pipeline thread: a bounded frame queue, tasks, and drop accounting.
+"""The node's threads: the pipeline thread (bounded frame queue, tasks, drop accounting)
+and a periodic thread for outputs that read the map.
 
 ROS callbacks must return quickly, and the pipeline must never run twice at once,
-so everything that touches the pipeline runs on this one thread: frames (drained
+so everything that changes the pipeline runs on one thread: frames (drained
 newest-last from a queue of bounded size) and tasks (services: save, load, reset),
 which go before waiting frames. A full queue drops its oldest frame, which keeps
 latency low under overload and memory flat; every frame that does not reach the
-pipeline is counted under a reason, so none is lost silently. Nothing here imports
-rclpy.
+pipeline is counted under a reason, so none is lost silently.
+
+Renders and map snapshots wait for the mapping thread's lock, which a keyframe
+optimisation holds for up to seconds on a CPU; on the pipeline thread they would
+stall tracking for as long, so they run on :class:`PeriodicThread`. Nothing here
+imports rclpy.
 """
 from __future__ import annotations
 
@@ -38,20 +43,16 @@ class WorkerCounts:
 class PipelineWorker:
     """Runs ``handle_frame(item)`` for queued items and submitted tasks on one thread.
 
-    ``on_idle()`` runs after each frame and at least every ``idle_period_s`` (periodic
-    outputs such as renders); ``on_error(exc, what)`` reports a failed frame or hook.
+    ``handle_frame`` returns False for an item it rejected (and counted with :meth:`drop`);
+    ``on_error(exc)`` reports a frame that raised.
     """
 
-    def __init__(self, handle_frame: Callable[[Any], None], queue_size: int,
-                 on_idle: Callable[[], None] | None = None,
-                 on_error: Callable[[BaseException, str], None] | None = None,
-                 idle_period_s: float = 0.1) -> None:
+    def __init__(self, handle_frame: Callable[[Any], bool], queue_size: int,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self._handle_frame = handle_frame
-        self._on_idle = on_idle or (lambda: None)
-        self._on_error = on_error or (lambda exc, what: None)
-        self._idle_period_s = idle_period_s
+        self._on_error = on_error or (lambda exc: None)
         self._frames: collections.deque = collections.deque()
         self._queue_size = queue_size
         self._tasks: collections.deque[tuple[Callable[[], Any], Future]] = collections.deque()
@@ -146,7 +147,7 @@ class PipelineWorker:
     def _next(self) -> tuple[str, Any] | None:
         with self._wakeup:
             if not (self._tasks or self._frames or self._stopping):
-                self._wakeup.wait(self._idle_period_s)
+                self._wakeup.wait(1.0)
             if self._stopping:
                 return ("stop", None)
             if self._tasks:
@@ -170,20 +171,41 @@ class PipelineWorker:
                 continue
             if job is not None:
                 self._process(job[1])
-            self._guarded(self._on_idle, "periodic outputs")
 
     def _process(self, item: Any) -> None:
         try:
-            self._handle_frame(item)
+            accepted = self._handle_frame(item)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
             self.drop("error")
-            self._on_error(exc, "frame")
+            self._on_error(exc)
         else:
-            with self._wakeup:
-                self._counts.processed += 1
+            if accepted is not False:
+                with self._wakeup:
+                    self._counts.processed += 1
 
-    def _guarded(self, fn: Callable[[], None], what: str) -> None:
-        try:
-            fn()
-        except Exception as exc:  # noqa: BLE001 - reported, the thread goes on
-            self._on_error(exc, what)
+
+class PeriodicThread:
+    """Calls ``tick()`` every ``period_s`` on its own thread until stopped; errors go to ``on_error``."""
+
+    def __init__(self, tick: Callable[[], None], period_s: float,
+                 on_error: Callable[[BaseException], None] | None = None, name: str = "gs4_slam_outputs") -> None:
+        self._tick = tick
+        self._period_s = period_s
+        self._on_error = on_error or (lambda exc: None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period_s):
+            try:
+                self._tick()
+            except Exception as exc:  # noqa: BLE001 - reported, the thread goes on
+                self._on_error(exc)
