@@ -116,6 +116,15 @@ def test_cloud_renders_and_status_arrive(run):
     assert any(s.name.startswith("slam_node") and s.hardware_id == "gs4_slam" for s in diagnostics)
 
 
+def test_missing_tf2_is_said_once(run):
+    try:
+        import tf2_ros  # noqa: F401
+    except ImportError:
+        assert node_log(run.out_dir).count("tf2_ros is not available") == 1
+    else:
+        assert "tf2_ros is not available" not in node_log(run.out_dir)
+
+
 def test_trajectory_matches_the_offline_pipeline(run):
     """The node's poses equal the pipeline run in-process on the same frames (what `gs4-slam run` does)."""
     from gs4_slam.slam import Slam, load_slam_config
@@ -179,8 +188,9 @@ def test_bad_input_is_reported_and_processing_continues(ros, tmp_path):
     from helpers.frame_player import BAD_FRAMES
 
     frames = 16
-    node = ros.start_node(tmp_path, "bad", *PIPELINE, "-p", "queue_size:=50", "-p", "render_rate_hz:=0.0",
-                          "-p", "map_cloud_rate_hz:=0.0")
+    node = ros.start_node(tmp_path, "bad", *PIPELINE, "-p", "queue_size:=50", "-p", "render_rate_hz:=2.0",
+                          "-p", "map_cloud_rate_hz:=0.0", "-p", "virtual_camera.enabled:=true",
+                          "-p", "virtual_camera.position:=[0.0, 0.0, -0.5]")
     listener = ros.Listener("bad")
     assert listener.wait_for_node(), node_log(tmp_path)[-3000:]
     player = ros.start_player(tmp_path, "bad", "--frames", str(frames), "--width", str(WIDTH), "--height", str(HEIGHT),
@@ -201,6 +211,9 @@ def test_bad_input_is_reported_and_processing_continues(ros, tmp_path):
         status = listener.received["status"][-1]
         assert status.processed_frames == len(good)
         assert status.dropped_frames == len(skipped) and status.input_frames == frames
+        listener.spin_until(lambda: listener.received["render/color"], 5.0)
+        render = listener.received["render/color"][-1]  # the fixed virtual camera's view
+        assert render.header.frame_id == "virtual_camera" and round(stamp_s(render), 6) in {round(t, 6) for t in good}
         assert node.poll() is None, "the node died"
     finally:
         ros.stop(player)

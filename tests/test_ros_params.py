@@ -162,3 +162,31 @@ def test_read_only_parameters_cannot_change_at_run_time(make_node):
     assert not refused.successful and "read-only" in refused.reason
     accepted = node.set_parameters([Parameter("render_rate_hz", value=5.0)])[0]
     assert accepted.successful and node.get_parameter("render_rate_hz").value == 5.0
+
+
+def test_the_node_validates_run_time_changes(tmp_path):
+    """Dynamic node settings change while running; an inconsistent change is refused with the reason."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from gs4_slam.ros.slam_node import SlamNode
+
+    context = rclpy.Context()
+    rclpy.init(args=["--ros-args", "-p", f"output_dir:={tmp_path}", "-p", "predictor.use_baseline:=true",
+                     "-p", "working_width:=160", "-p", "working_height:=128"], context=context)
+    node = SlamNode(context=context)
+    try:
+        assert node.set_parameters([Parameter("render_rate_hz", value=5.0)])[0].successful
+        assert node.settings.render_rate_hz == 5.0
+        refused = node.set_parameters([Parameter("render_width", value=64)])[0]
+        assert not refused.successful and "render_height" in refused.reason
+        assert node.settings.render_width == 0
+        both = node.set_parameters_atomically([Parameter("render_width", value=64), Parameter("render_height", value=48)])
+        assert both.successful and (node.settings.render_width, node.settings.render_height) == (64, 48)
+        pose = [Parameter("virtual_camera.position", value=[1.0, 2.0])]
+        assert not node.set_parameters(pose)[0].successful
+        assert not node.set_parameters([Parameter("queue_size", value=5)])[0].successful  # read-only
+    finally:
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
