@@ -18,6 +18,7 @@ from pathlib import Path
 
 import rclpy
 from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Path as PathMsg
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import UInt32
@@ -85,11 +86,13 @@ class _Monitor:
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.status: SlamStatus | None = None
-        self.poses: list[tuple[int, Pose]] = []
+        self.poses: dict[int, Pose] = {}  # stamp in ns -> T_world_cam
         self.pose_times: list[float] = []
         self.end_count: int | None = None
         self.node.create_subscription(SlamStatus, f"{prefix}/slam_node/status", self._on_status, reliable)
         self.node.create_subscription(PoseStamped, f"{prefix}/slam_node/pose", self._on_pose, reliable)
+        # A reader starved of CPU can miss single poses; the latched path repeats all of them.
+        self.node.create_subscription(PathMsg, f"{prefix}/slam_node/path", self._on_path, latched)
         self.node.create_subscription(UInt32, f"{prefix}/dataset_player/end_of_sequence", self._on_end, latched)
         self.save_map = self.node.create_client(SaveMap, f"{prefix}/slam_node/save_map")
         self.pause = self.node.create_client(Trigger, f"{prefix}/dataset_player/pause")
@@ -99,8 +102,12 @@ class _Monitor:
         self.status = msg
 
     def _on_pose(self, msg: PoseStamped) -> None:
-        self.poses.append((stamp_ns(msg), conv.pose_from_pose_msg(msg.pose)))
+        self.poses[stamp_ns(msg)] = conv.pose_from_pose_msg(msg.pose)
         self.pose_times.append(time.monotonic())
+
+    def _on_path(self, msg: PathMsg) -> None:
+        for pose in msg.poses:
+            self.poses.setdefault(stamp_ns(pose), conv.pose_from_pose_msg(pose.pose))
 
     def _on_end(self, msg: UInt32) -> None:
         self.end_count = int(msg.data)
@@ -214,9 +221,7 @@ class ReplaySession:
                 # Frames lost on the way never arrive: give them a few seconds, then go on and say so.
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since > 5.0:
-                    return self._check_processed(status, node) + [
-                        f"{monitor.end_count - status.input_frames} of {monitor.end_count} published frames never "
-                        "reached slam_node"]
+                    return self._check_processed(status, node) + self._shortfalls(monitor, status)
             else:
                 idle_since = None
             if progress.stalled:
@@ -231,6 +236,17 @@ class ReplaySession:
             raise ReplayError(f"slam_node processed none of the {status.input_frames} frames it received "
                               f"({status.dropped_frames} dropped); its log:\n{node.log_tail()}")
         return []
+
+    @staticmethod
+    def _shortfalls(monitor: _Monitor, status: SlamStatus) -> list[str]:
+        notes = []
+        if status.input_frames < monitor.end_count:
+            notes.append(f"{monitor.end_count - status.input_frames} of {monitor.end_count} published frames "
+                         "never reached slam_node")
+        if len(monitor.poses) < status.processed_frames:
+            notes.append(f"poses of {status.processed_frames - len(monitor.poses)} processed frames were not "
+                         "received (evaluated without them)")
+        return notes
 
     @staticmethod
     def _queued(status: SlamStatus) -> int:
@@ -258,7 +274,7 @@ class ReplaySession:
         status = monitor.status
         times = monitor.pose_times
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
-        return SessionResult(poses=sorted(monitor.poses, key=lambda item: item[0]), published=monitor.end_count or 0,
+        return SessionResult(poses=sorted(monitor.poses.items()), published=monitor.end_count or 0,
                              input_frames=status.input_frames, processed=status.processed_frames,
                              dropped=status.dropped_frames, fps=fps, wall_s=wall_s, map_path=map_path, status=status,
                              notes=notes)
