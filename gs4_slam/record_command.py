@@ -158,6 +158,9 @@ def _run(args: argparse.Namespace) -> int:
                           version=args.bag_version)
     try:
         counts = record(config)
+    except ImportError as exc:  # a plain pip install without ROS 2
+        print(f"gs4-slam record needs rclpy (`make setup`, or a ROS 2 distribution): {exc}", file=sys.stderr)
+        return 2
     except (FileExistsError, ValueError) as exc:
         print(f"gs4-slam record: {exc}", file=sys.stderr)
         return 2

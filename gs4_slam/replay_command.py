@@ -66,9 +66,15 @@ class FrameSubset:
 # ---------------------------------------------------------------------- settings
 
 
-def _value_texts(overrides: dict[str, Any]) -> dict[str, str]:
-    """Values as ``-p name:=value`` text (JSON is YAML and quotes strings safely)."""
-    return {name: json.dumps(value) for name, value in overrides.items()}
+def _value_texts(overrides: dict[str, Any], *configs) -> dict[str, str]:
+    """Values as ``-p name:=value`` text, typed like the config fields they set (``rate:=2`` would be an
+    integer, which a double parameter refuses); JSON is YAML and quotes strings safely."""
+    from gs4_slam import config as config_io
+
+    typed: dict[str, Any] = {}
+    for config in configs:
+        typed |= config_io.flatten(config_io.to_dict(config))
+    return {name: json.dumps(typed.get(name, value)) for name, value in overrides.items()}
 
 
 def _player_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -111,7 +117,7 @@ def player_config(params_file: Path, namespace: str, overrides: dict[str, Any]):
 
 
 def slam_config(params_file: Path, namespace: str, overrides: dict[str, Any]):
-    """The SlamConfig slam_node will run with: its file section and overrides, node settings left out."""
+    """(NodeConfig, SlamConfig) slam_node will run with, from its file section and the overrides."""
     from gs4_slam import config as config_io
     from gs4_slam.ros.params import NodeConfig
     from gs4_slam.ros.params_files import fully_qualified, node_parameters
@@ -119,9 +125,11 @@ def slam_config(params_file: Path, namespace: str, overrides: dict[str, Any]):
 
     flat = node_parameters(params_file, fully_qualified(namespace, "slam_node")) | overrides
     node_keys = set(config_io.flatten(config_io.to_dict(NodeConfig())))
+    node = config_io.from_dict(NodeConfig, config_io.unflatten({k: v for k, v in flat.items() if k in node_keys}),
+                               "slam_node")
     pipeline = {k: v for k, v in flat.items() if k not in node_keys}
-    config_file = flat.get("config_file") or ""
-    return load_slam_config(*([config_file] if config_file else []), overrides=config_io.unflatten(pipeline))
+    return node, load_slam_config(*([node.config_file] if node.config_file else []),
+                                  overrides=config_io.unflatten(pipeline))
 
 
 def _weights_missing(config) -> bool:
@@ -214,13 +222,13 @@ def replay(args: argparse.Namespace) -> dict:
     player_set = _player_overrides(args) | _parse_overrides(args.player_param)
     node_set = _parse_overrides(args.param)
     player = player_config(params_file, args.namespace, player_set)
-    config = slam_config(params_file, args.namespace, node_set)
+    node, config = slam_config(params_file, args.namespace, node_set)
     predictor = "baseline" if config.predictor.use_baseline else "network"
     if _weights_missing(config):
         log.warning("no Gaussian Prediction Model weights (%s): using the non-learned baseline",
                     config.predictor.weights or "weights/predictor.pt")
         node_set["predictor.use_baseline"] = True
-        config = slam_config(params_file, args.namespace, node_set)
+        node, config = slam_config(params_file, args.namespace, node_set)
         predictor = "baseline"
 
     from gs4_slam.ros.playback import open_source
@@ -231,8 +239,8 @@ def replay(args: argparse.Namespace) -> dict:
              len(source), params_file)
     options = SessionOptions(namespace=args.namespace, max_backlog=args.max_backlog,
                              stall_timeout_s=args.stall_timeout)
-    session = ReplaySession(options, env, out_dir / "logs").run(params_file, _value_texts(node_set),
-                                                                _value_texts(player_set), out_dir)
+    session = ReplaySession(options, env, out_dir / "logs").run(params_file, _value_texts(node_set, node, config),
+                                                                _value_texts(player_set, player), out_dir)
     metrics: dict[str, Any] = {
         "mode": "replay over ROS 2: dataset_player -> slam_node (separate processes, loopback DDS)",
         "dataset": source.name, "predictor": predictor, "frames": session.published,
@@ -252,6 +260,10 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         metrics = replay(args)
+    except ImportError as exc:  # a plain pip install without ROS 2
+        print(f"gs4-slam replay needs rclpy and the gs4_slam interfaces (`make setup`, or a ROS 2 distribution "
+              f"and colcon build): {exc}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, FileExistsError, DatasetError, config_io.ConfigError) as exc:
         print(f"gs4-slam replay: {exc}", file=sys.stderr)
         return 2
