@@ -181,7 +181,8 @@ def test_the_node_validates_run_time_changes(tmp_path):
         refused = node.set_parameters([Parameter("render_width", value=64)])[0]
         assert not refused.successful and "render_height" in refused.reason
         assert node.settings.render_width == 0
-        both = node.set_parameters_atomically([Parameter("render_width", value=64), Parameter("render_height", value=48)])
+        size = [Parameter("render_width", value=64), Parameter("render_height", value=48)]
+        both = node.set_parameters_atomically(size)
         assert both.successful and (node.settings.render_width, node.settings.render_height) == (64, 48)
         pose = [Parameter("virtual_camera.position", value=[1.0, 2.0])]
         assert not node.set_parameters(pose)[0].successful

@@ -35,6 +35,8 @@ from std_srvs.srv import Trigger
 from gs4_slam import config as config_io
 from gs4_slam.camera import Intrinsics, Pose
 from gs4_slam.frame import Frame
+from gs4_slam.labels import LabelSetError
+from gs4_slam.predictor.predictor import PredictorWeightsError
 from gs4_slam.ros import conversions as conv
 from gs4_slam.ros import params
 from gs4_slam.ros.publishers import SlamPublishers, StatusReport
@@ -105,7 +107,7 @@ class SlamNode(Node):
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
-        self.slam = Slam(self.slam_config)
+        self.slam = self._build_pipeline()
         self.output_dir = Path(self.settings.output_dir).resolve()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.out = SlamPublishers(self, self.settings.map_frame, self.slam.label_set, self.settings.path_max_poses)
@@ -148,6 +150,18 @@ class SlamNode(Node):
         self.create_service(Trigger, "~/pause", self._pause, callback_group=services)
         self.create_service(Trigger, "~/resume", self._resume, callback_group=services)
         self.create_timer(1.0 / s.status_rate_hz, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup())
+
+    def _build_pipeline(self) -> Slam:
+        """The pipeline; start-up failures that a parameter can fix name that parameter."""
+        try:
+            return Slam(self.slam_config)
+        except LabelSetError as exc:
+            raise params.ParameterError(f"invalid parameter 'label_set': {exc}") from None
+        except PredictorWeightsError as exc:
+            raise params.ParameterError(
+                f"{exc} (or set parameter 'predictor.weights' to a weights file, or 'predictor.use_baseline' "
+                "to true for the non-learned baseline)"
+            ) from None
 
     def _check_parameters(self, changed) -> SetParametersResult:
         flat = params.values(self, self._node_specs) | {p.name: p.value for p in changed}
@@ -260,7 +274,8 @@ class SlamNode(Node):
 
     def _report_error(self, what: str):
         def report(exc: BaseException) -> None:
-            self.get_logger().error(f"{what} failed: {type(exc).__name__}: {exc}; processing continues")
+            if self.context.ok():  # after a shutdown signal, publishing fails until the threads stop
+                self.get_logger().error(f"{what} failed: {type(exc).__name__}: {exc}; processing continues")
 
         return report
 
@@ -361,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         node = SlamNode()
     except (config_io.ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"slam_node: {exc}", file=sys.stderr)
+        print(f"slam_node: cannot start: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
     executor = MultiThreadedExecutor(num_threads=3)
