@@ -70,8 +70,8 @@ class DatasetPlayerNode(Node):
         self.finished = False
         self._ready_at: float | None = None
         self._T_gt_first_inv: Pose | None = None
-        self._pending = self._next()
         self._create_interfaces()
+        self._pending = self._next()
         self.get_logger().info(
             f"playing {self.source.name}: {len(self.source)} frames at "
             f"{self.source.intrinsics.width}x{self.source.intrinsics.height}, rate x{self.config.rate}"
