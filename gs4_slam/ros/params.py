@@ -62,7 +62,8 @@ class NodeConfig:
     render_width: int = 0  # size of the renders (0: the working resolution)
     render_height: int = 0
     status_rate_hz: float = 2.0  # ~/status and diagnostics rate
-    path_max_poses: int = 10_000  # ~/path keeps the most recent poses only (bounded memory)
+    path_rate_hz: float = 2.0  # ~/path publish rate (each pose is also on ~/pose and ~/odometry)
+    path_max_poses: int = 5_000  # ~/path keeps the most recent poses only (bounded memory and time)
     output_dir: str = "output/ros"  # save_map/load_map paths are confined to this folder
     service_timeout_s: float = 120.0  # longest wait of a service for the pipeline
     virtual_camera: VirtualCameraConfig = field(default_factory=VirtualCameraConfig)
@@ -77,6 +78,7 @@ class NodeConfig:
 #: Node parameters that may change while running; everything else is read-only.
 DYNAMIC_NODE_PARAMETERS = frozenset({
     "publish_tf", "map_cloud_rate_hz", "map_cloud_max_points", "render_rate_hz", "render_width", "render_height",
+    "path_rate_hz",
     "virtual_camera.enabled", "virtual_camera.position", "virtual_camera.orientation_xyzw",
 })
 
@@ -109,7 +111,8 @@ RANGES: dict[str, tuple[float, float, float]] = {
     "render_width": (0, 8192, 1),
     "render_height": (0, 8192, 1),
     "status_rate_hz": (0.01, 100.0, 0),
-    "path_max_poses": (1, 10_000_000, 1),
+    "path_rate_hz": (0.1, 100.0, 0),
+    "path_max_poses": (1, 1_000_000, 1),
     "service_timeout_s": (1.0, 3600.0, 0),
 }
 

@@ -7,6 +7,7 @@ neither tf2_ros nor tf2_msgs, so there the node says once that TF is not publish
 from __future__ import annotations
 
 import collections
+import threading
 from dataclasses import dataclass
 
 from builtin_interfaces.msg import Time
@@ -74,6 +75,8 @@ class SlamPublishers:
         self.status = node.create_publisher(SlamStatus, "~/status", reliable)
         self.diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", reliable)
         self._path_poses: collections.deque[PoseStamped] = collections.deque(maxlen=path_max_poses)
+        self._path_lock = threading.Lock()  # the pipeline thread appends, the output thread publishes
+        self._path_changed = False
         self._previous: tuple[float, Pose] | None = None
         self._tf = self._tf_broadcaster()
 
@@ -93,18 +96,30 @@ class SlamPublishers:
         return self._tf is not None
 
     def publish_pose(self, T_world_cam: Pose, stamp: Time, camera_frame: str, publish_tf: bool) -> None:
-        """Pose, odometry, path (bounded) and TF of one processed frame."""
+        """Pose, odometry and TF of one processed frame; the pose joins the (bounded) path."""
         pose = conv.pose_stamped_from_pose(T_world_cam, self.map_frame, stamp)
         self.pose.publish(pose)
         self.odometry.publish(conv.odometry_from_pose(T_world_cam, self.map_frame, camera_frame, stamp, self._previous))
         self._previous = (conv.seconds_from_stamp(stamp), T_world_cam)
-        self._path_poses.append(pose)
-        self.path.publish(Path(header=Header(frame_id=self.map_frame, stamp=stamp), poses=list(self._path_poses)))
+        with self._path_lock:
+            self._path_poses.append(pose)
+            self._path_changed = True
         if publish_tf and self._tf is not None:
             self._tf.sendTransform(conv.transform_stamped_from_pose(T_world_cam, self.map_frame, camera_frame, stamp))
 
+    def publish_path(self) -> None:
+        """The path, when it changed. Serialising 10k poses takes ~90 ms, so this runs at a
+        rate on the output thread rather than per frame on the pipeline thread."""
+        with self._path_lock:
+            if not self._path_changed or not self._path_poses:
+                return
+            poses, self._path_changed = list(self._path_poses), False
+        self.path.publish(Path(header=Header(frame_id=self.map_frame, stamp=poses[-1].header.stamp), poses=poses))
+
     def clear_path(self) -> None:
-        self._path_poses.clear()
+        with self._path_lock:
+            self._path_poses.clear()
+            self._path_changed = False
         self._previous = None
 
     def publish_cloud(self, gaussians: GaussianSet, stamp: Time, max_points: int) -> None:

@@ -1,4 +1,4 @@
-"""ROS 2 node around the SLAM pipeline: callbacks convert and enqueue, one thread runs ``Slam``.
+"""ROS 2 node around the SLAM pipeline: callbacks enqueue, one thread converts and runs ``Slam``.
 
     python -m gs4_slam.ros.slam_node --ros-args --params-file config/slam_node.yaml \\
         -r camera/color/image_raw:=/my/color
@@ -113,14 +113,14 @@ class SlamNode(Node):
         self.out = SlamPublishers(self, self.settings.map_frame, self.slam.label_set, self.settings.path_max_poses)
         self.problems = ProblemLog(self.get_logger())
         self.worker = PipelineWorker(self._process, self.settings.queue_size, self._report_error("frame"))
-        self.outputs = PeriodicThread(self._periodic, 0.05, self._report_error("renders and map cloud"))
+        self.outputs = PeriodicThread(self._periodic, 0.05, self._report_error("path, renders or map cloud"))
         self._camera_info: CameraInfo | None = None
         self._external_poses: collections.deque[tuple[int, Pose]] = collections.deque(maxlen=256)
         self._frame_index = itertools.count()
         self._last_stamp_ns: int | None = None
         self._last: tuple[SlamResult, Intrinsics, FrameItem] | None = None
         self._processed_at: collections.deque[float] = collections.deque(maxlen=30)
-        self._next_render = self._next_cloud = 0.0
+        self._next_render = self._next_cloud = self._next_path = 0.0
         self._create_interfaces()
         self.worker.start()
         self.outputs.start()
@@ -249,10 +249,13 @@ class SlamNode(Node):
         return frame
 
     def _periodic(self) -> None:
-        """Renders and the map cloud at their rates (output thread: may wait for the mapping lock)."""
+        """Path, renders and the map cloud at their rates (output thread: may wait for the mapping lock)."""
         if self._last is None:
             return
         now, s = time.monotonic(), self.settings
+        if now >= self._next_path:
+            self._next_path = now + 1.0 / s.path_rate_hz
+            self.out.publish_path()
         if s.render_rate_hz > 0 and now >= self._next_render:
             self._next_render = now + 1.0 / s.render_rate_hz
             self._publish_renders()
