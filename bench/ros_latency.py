@@ -98,10 +98,11 @@ def play(data: Path, limit: int, rate_hz: float) -> int:
 # ----------------------------------------------------------------------------- measuring process
 
 
-def node_command(use_baseline: bool) -> list[str]:
+def node_command(use_baseline: bool, overrides: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "gs4_slam.ros.slam_node", "--ros-args", "-r", f"__ns:=/{NAMESPACE}",
            "-p", f"output_dir:={tempfile.mkdtemp(prefix='gs4_bench_maps_')}"]
-    return cmd + (["-p", "predictor.use_baseline:=true"] if use_baseline else [])
+    cmd += ["-p", "predictor.use_baseline:=true"] if use_baseline else []
+    return cmd + [arg for override in overrides for arg in ("-p", override)]
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -130,7 +131,8 @@ def measure(args: argparse.Namespace, env: dict[str, str], use_baseline: bool, l
         PoseStamped, f"/{NAMESPACE}/slam_node/pose",
         lambda m: arrivals.append((time.time(), m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)), qos)
     listener.create_subscription(SlamStatus, f"/{NAMESPACE}/slam_node/status", statuses.append, qos)
-    node = subprocess.Popen(node_command(use_baseline), cwd=REPO, env=env, stdout=open(logs / "node.log", "w"),
+    node_log = open(logs / "node.log", "w")  # noqa: SIM115 - lives as long as the node
+    node = subprocess.Popen(node_command(use_baseline, args.param), cwd=REPO, env=env, stdout=node_log,
                             stderr=subprocess.STDOUT)
     player = None
     try:
@@ -192,8 +194,9 @@ def summarise(arrivals, statuses, published: int, first_publish: float, last_pub
 
 def print_table(r: dict, args: argparse.Namespace, predictor: str) -> None:
     load = os.getloadavg()[0]
+    overrides = f" with {' '.join(args.param)}" if args.param else ""
     print(f"ROS node latency, TUM {Path(args.data).name}: {r['published']} frames (640x480) published at "
-          f"{r['input_rate_hz']:.1f} Hz; node defaults (config/slam.yaml), predictor {predictor}; "
+          f"{r['input_rate_hz']:.1f} Hz; node defaults (config/slam.yaml){overrides}, predictor {predictor}; "
           f"{os.cpu_count()} CPU(s) ({platform.machine()}), load average {load:.1f}")
     print(f"{'poses':>6} {'dropped':>8} {'rate Hz':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  tracking")
     print(f"{r['poses']:>6} {r['dropped']:>8} {r['rate_hz']:>8.1f} {r['latency_ms_p50']:>8.1f} "
@@ -206,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="../shared/data/tum_fr1_xyz", help="TUM sequence folder")
     parser.add_argument("--limit", type=int, default=300, help="frames to publish (decoded up front)")
     parser.add_argument("--rate-hz", type=float, default=30.0)
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="slam_node parameter override (repeatable), e.g. -p queue_size:=1")
     parser.add_argument("--player", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     data = Path(args.data)

@@ -53,7 +53,7 @@ class NodeConfig:
     use_labels: bool = False  # also synchronise a label image (mono8/mono16 class ids of the label set)
     use_external_pose: bool = False  # attach the nearest external_pose (PoseStamped, map frame) to each frame
     external_pose_max_age_s: float = 0.05  # an external pose farther in time than this is not used
-    queue_size: int = 2  # frames waiting for the pipeline; on overflow the oldest is dropped and counted
+    queue_size: int = 1  # frames waiting for the pipeline; on overflow the oldest is dropped and counted (1: freshest)
     sync_queue_size: int = 10  # messages per input kept by the synchroniser
     sync_slop_s: float = 0.02  # largest stamp difference within a synchronised set
     map_cloud_rate_hz: float = 0.5  # ~/map_cloud publish rate (0: off)
