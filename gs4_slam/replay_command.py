@@ -178,7 +178,7 @@ def match_poses(poses: list, timestamps_s: np.ndarray, max_dt_s: float = 1e-3) -
 def evaluate(source, config, session, out_dir: Path, eval_every: int, panels: int = 6) -> dict:
     """ATE against the source's ground truth and renders of the saved map, as `gs4-slam run` computes them."""
     from gs4_slam import config as config_io
-    from gs4_slam.run_command import _render_metrics, _trajectory_metrics, _write_trajectory
+    from gs4_slam.run_command import render_metrics, trajectory_metrics, write_trajectory
     from gs4_slam.slam import Slam
 
     frames = match_poses(session.poses, source.timestamps_s())
@@ -186,13 +186,13 @@ def evaluate(source, config, session, out_dir: Path, eval_every: int, panels: in
         raise ValueError("slam_node published no pose that matches a frame of the sequence")
     gt_all = source.gt_poses() if hasattr(source, "gt_poses") else [None] * len(source)
     metrics: dict[str, Any] = {}
-    _write_trajectory(out_dir, frames)
-    metrics.update(_trajectory_metrics(out_dir, frames, [gt_all[f.index] for f in frames]))
+    write_trajectory(out_dir, frames)
+    metrics.update(trajectory_metrics(out_dir, frames, [gt_all[f.index] for f in frames]))
     slam = Slam(config)
     try:
         slam.load_map(session.map_path)
         metrics["n_gaussians"] = len(slam.backend)
-        metrics.update(_render_metrics(FrameSubset(source, [f.index for f in frames]), slam, frames, out_dir,
+        metrics.update(render_metrics(FrameSubset(source, [f.index for f in frames]), slam, frames, out_dir,
                                        eval_every, panels))
     finally:
         slam.close()
@@ -254,7 +254,7 @@ def replay(args: argparse.Namespace) -> dict:
     return metrics
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_replay(args: argparse.Namespace) -> int:
     from gs4_slam import config as config_io
     from gs4_slam.datasets.base import DatasetError
 
@@ -319,4 +319,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--no-noise", action="store_true", help="no depth noise")
     add_reader_arguments(parser)
     # Reader flags left out keep the parameter file's values (the player's reader.* parameters).
-    parser.set_defaults(func=_run, stride=None, start=None)
+    parser.set_defaults(func=run_replay, stride=None, start=None)

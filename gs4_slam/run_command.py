@@ -60,22 +60,22 @@ def run_sequence(reader, slam, out_dir: Path, eval_every: int = 5, panels: int =
         "mapping_jobs_skipped": slam.backend.stats.jobs_skipped,
         "stage_ms_mean": {k: v / len(results) for k, v in stage_sums.items()},
     }
-    _write_trajectory(out_dir, results)
-    metrics.update(_trajectory_metrics(out_dir, results, gt_poses))
-    metrics.update(_render_metrics(reader, slam, results, out_dir, eval_every, panels))
+    write_trajectory(out_dir, results)
+    metrics.update(trajectory_metrics(out_dir, results, gt_poses))
+    metrics.update(render_metrics(reader, slam, results, out_dir, eval_every, panels))
     slam.save_map(out_dir / "map.ply")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return RunReport(metrics, out_dir, results)
 
 
-def _write_trajectory(out_dir: Path, results) -> None:
+def write_trajectory(out_dir: Path, results) -> None:
     from gs4_slam.metrics.trajectory import Trajectory, write_tum
 
     write_tum(out_dir / "trajectory.txt", Trajectory(np.array([r.timestamp_s for r in results]),
                                                      np.stack([r.T_world_cam.matrix for r in results])))
 
 
-def _trajectory_metrics(out_dir: Path, results, gt_poses) -> dict:
+def trajectory_metrics(out_dir: Path, results, gt_poses) -> dict:
     from gs4_slam.evaluate import plot_ate
     from gs4_slam.metrics.trajectory import Trajectory, ate
 
@@ -91,7 +91,7 @@ def _trajectory_metrics(out_dir: Path, results, gt_poses) -> dict:
     return {"ate_cm": 100.0 * result.rmse_m}
 
 
-def _render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels: int) -> dict:
+def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels: int) -> dict:
     """Render the final map at every ``eval_every``-th estimated pose and compare with the input."""
     import torch
 
