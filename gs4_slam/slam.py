@@ -45,7 +45,7 @@ class SlamConfig:
     """Every setting of the pipeline (YAML: config/slam.yaml; ROS parameters: same keys, dotted)."""
 
     working_width: int = 320  # frames are resized to this before anything else
-    working_height: int = 240
+    working_height: int = 240  # frames are resized to this height before anything else
     device: str = "cpu"  # cpu or cuda (map, renderer, predictor)
     label_set: str = "scannet20"
     #: New tracking references are the map rendered at the keyframe (frame-to-model)

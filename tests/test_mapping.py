@@ -9,7 +9,7 @@ from gs4_slam.camera import Intrinsics, Pose
 from gs4_slam.gaussians import GaussianMap, GaussianSet, rgb_to_sh_dc
 from gs4_slam.mapping.backend import MappingBackend, MappingConfig, MappingJob
 from gs4_slam.mapping.insertion import InsertionConfig, select_new
-from gs4_slam.mapping.optimizer import KeyframeView, OptimizationConfig, free_space_floaters, optimize_window
+from gs4_slam.mapping.optimizer import KeyframeView, OptimizationConfig, apply, free_space_floaters, optimize_window
 from gs4_slam.render import render
 
 K = Intrinsics(64, 48, 50.0, 50.0, 31.5, 23.5)
@@ -71,7 +71,11 @@ def test_joint_optimisation_reduces_the_loss_and_refines_poses():
     noisy = Pose.from_rt(np.eye(3), [0.065, 0.0, 0.0])
     views[1].T_world_cam = noisy
     cfg = OptimizationConfig(iterations=1, lr_color=0.05, lr_pose=2e-3)
-    first = optimize_window(gmap, views, cfg).final_loss
+    first_report = optimize_window(gmap, views, cfg)
+    assert torch.equal(gmap.sh_dc, start.sh_dc), "optimising alone must not write the map"
+    apply(gmap, first_report)
+    assert not torch.equal(gmap.sh_dc, start.sh_dc) and int(gmap.n_updates.max()) == 1
+    first = first_report.final_loss
     report = optimize_window(gmap, views, OptimizationConfig(iterations=40, lr_color=0.05, lr_pose=2e-3))
     assert report.final_loss < 0.5 * first
     assert report.gaussians_optimised == len(gmap)
@@ -113,6 +117,23 @@ def test_backend_never_drops_keyframes_and_counts_skips():
         assert backend.stats.jobs_skipped == 9 - backend.stats.jobs_done
         assert backend.stats.jobs_done >= len(keyframes)
         assert backend.stats.optimisations == len(keyframes)
+    finally:
+        backend.close()
+
+
+def test_backend_bounds_pending_keyframes():
+    cfg = MappingConfig(threaded=True, queue_size=1, max_pending_keyframes=2,
+                        optimization=OptimizationConfig(iterations=1))
+    backend = MappingBackend(cfg, num_classes=0, feature_dim=0, label_names=())
+    try:
+        with backend.lock:  # hold the worker: every job is a keyframe and they pile up
+            for i in range(8):
+                backend.submit(_job(i, i))
+            pending = len(backend._pending)
+        backend.flush()
+        assert pending <= 3  # at most max_pending_keyframes waiting (+ the one being handled)
+        assert backend.stats.keyframes_skipped >= 8 - 3
+        assert backend.stats.jobs_done + backend.stats.keyframes_skipped == 8
     finally:
         backend.close()
 

@@ -88,10 +88,11 @@ def test_node_parameters_have_defaults_ranges_and_dynamic_ones(make_node, params
     assert params.build(params.NodeConfig, node_specs, params.values(node, node_specs)) == params.NodeConfig()
 
 
-def test_every_range_and_extra_description_names_a_real_parameter(params):
+def test_every_range_names_a_real_parameter_and_every_field_is_documented(params):
     names = {s.name for s in params.node_specs()} | {s.name for s in params.slam_specs()}
     assert set(params.RANGES) <= names
-    assert set(params.EXTRA_DESCRIPTIONS) <= names
+    undocumented = [s.name for s in params.slam_specs() if s.description == s.name.replace("_", " ")]
+    assert not undocumented, f"config fields without a description: {undocumented}"
     assert set(params.DYNAMIC_NODE_PARAMETERS) <= names
     node_names = {s.name for s in params.node_specs()}
     assert not node_names & {s.name for s in params.slam_specs()}, "node and pipeline parameters must not clash"

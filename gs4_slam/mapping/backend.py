@@ -3,9 +3,10 @@
 Jobs (a tracked frame, its pose and its predicted Gaussians) arrive through a
 bounded queue and are handled by a background thread, so tracking never waits
 for mapping. When the queue is full an in-between insertion job is skipped and
-counted, never lost silently; a keyframe job is never skipped: it takes the place
-of a pending in-between job, or joins the queue beyond its size (keyframes are
-rare, so this stays bounded). ``threaded=False`` handles each job inline
+counted, never lost silently; a keyframe job takes the place of a pending
+in-between job, or joins the queue beyond its size, up to ``max_pending_keyframes``
+(under sustained overload the oldest pending keyframe then goes, counted), so
+memory stays bounded. ``threaded=False`` handles each job inline
 (deterministic, for tests and offline runs that want exact reproducibility).
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from gs4_slam.mapping.optimizer import (
     KeyframeView,
     OptimizationConfig,
     OptimizationReport,
+    apply,
     optimize_window,
     remove_floaters,
 )
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 class MappingConfig:
     threaded: bool = True  # background mapping thread (False: inline, deterministic)
     queue_size: int = 2  # pending jobs; more are skipped and counted
+    max_pending_keyframes: int = 4  # keyframe jobs waiting beyond this drop the oldest (counted)
     integrate_every: int = 5  # frames between insertions besides keyframes (0: keyframes only)
     max_gaussians: int = 50_000  # insertion stops (with a warning) at this size
     prune: bool = True  # floater removal (opacity, size, free space) on keyframes
@@ -68,6 +71,7 @@ class MappingJob:
 class MappingStats:
     jobs_done: int = 0
     jobs_skipped: int = 0
+    keyframes_skipped: int = 0
     inserted: int = 0
     pruned: int = 0
     optimisations: int = 0
@@ -115,6 +119,7 @@ class MappingBackend:
                     return False
                 self._evict_one_insertion()
             self._pending.append(job)
+            self._bound_keyframes()
             self._cv.notify_all()
         return True
 
@@ -125,6 +130,15 @@ class MappingBackend:
                 del self._pending[i]
                 self.stats.jobs_skipped += 1
                 return
+
+    def _bound_keyframes(self) -> None:
+        waiting = [i for i, j in enumerate(self._pending) if j is not None and j.keyframe_id is not None]
+        if len(waiting) > self.config.max_pending_keyframes:
+            dropped = self._pending[waiting[0]]
+            del self._pending[waiting[0]]
+            self.stats.jobs_skipped += 1
+            self.stats.keyframes_skipped += 1
+            log.warning("mapping cannot keep up: keyframe of frame %d skipped", dropped.frame_index)
 
     def flush(self, timeout_s: float = 120.0) -> None:
         """Wait until every queued job is done."""
@@ -171,17 +185,20 @@ class MappingBackend:
     def _handle(self, job: MappingJob) -> None:
         start = time.perf_counter()
         stage: dict[str, float] = {}
+        # Only this thread changes the map, so it may read it unlocked; the lock is
+        # held for changes only, keeping renders and snapshots of readers responsive.
         with self.lock:
             added = self._insert(job)
-            stage["insert_ms"] = 1000.0 * (time.perf_counter() - start)
-            if job.keyframe_id is not None:
-                self._on_keyframe(job, stage)
+        stage["insert_ms"] = 1000.0 * (time.perf_counter() - start)
+        if job.keyframe_id is not None:
+            self._on_keyframe(job, stage)
         self.stats.jobs_done += 1
         self.stats.inserted += added
         self.stats.last_job_ms = 1000.0 * (time.perf_counter() - start)
         self.stats.stage_ms = stage
 
     def _insert(self, job: MappingJob) -> int:
+        """Add the job's new Gaussians (the caller holds the lock)."""
         candidates = job.prediction.to(self.map.device)
         if len(self.map) > 0:
             out = render(self.map, job.intrinsics, job.T_world_cam.inverse(), channels=("alpha", "depth"),
@@ -206,6 +223,8 @@ class MappingBackend:
         window = self.keyframes
         t0 = time.perf_counter()
         report = optimize_window(self.map, window, self.config.optimization)
+        with self.lock:
+            apply(self.map, report)
         stage["optimize_ms"] = 1000.0 * (time.perf_counter() - t0)
         if report.iterations:
             self.stats.optimisations += 1
@@ -218,7 +237,8 @@ class MappingBackend:
         self._keyframe_count += 1
         if self.config.prune and self._keyframe_count % self.config.prune_every_keyframes == 0:
             t0 = time.perf_counter()
-            self.stats.pruned += remove_floaters(self.map, window, self.config.optimization)
+            with self.lock:
+                self.stats.pruned += remove_floaters(self.map, window, self.config.optimization)
             stage["prune_ms"] = 1000.0 * (time.perf_counter() - t0)
 
     # ---------------------------------------------------------------- reading

@@ -28,15 +28,15 @@ _OPTIMISED = ("means", "log_scales", "quats", "opacity_logits", "sh_dc")
 class OptimizationConfig:
     iterations: int = 3  # per keyframe event (GS4: 1-5)
     window: int = 4  # keyframes optimised together
-    optimize_poses: bool = True
-    lr_means: float = 1e-3  # metres
-    lr_log_scales: float = 5e-3
-    lr_quats: float = 1e-3
-    lr_opacity: float = 5e-2
-    lr_color: float = 5e-3
-    lr_pose: float = 1e-3  # twist units (m, rad)
-    ssim_weight: float = 0.2
-    depth_weight: float = 1.0
+    optimize_poses: bool = True  # refine keyframe poses together with the Gaussians
+    lr_means: float = 1e-3  # learning rate of the Gaussians' centres (metres)
+    lr_log_scales: float = 5e-3  # learning rate of the Gaussians' log scales
+    lr_quats: float = 1e-3  # learning rate of the Gaussians' rotations
+    lr_opacity: float = 5e-2  # learning rate of the Gaussians' opacity logits
+    lr_color: float = 5e-3  # learning rate of the Gaussians' colours (SH DC)
+    lr_pose: float = 1e-3  # learning rate of the keyframe pose twists (m, rad)
+    ssim_weight: float = 0.2  # weight of the (1 - SSIM) term in the colour loss
+    depth_weight: float = 1.0  # weight of the depth L1 term relative to the colour term
     # Floater removal.
     min_opacity: float = 0.005
     max_scale_m: float = 0.3
@@ -67,6 +67,16 @@ class OptimizationReport:
     gaussians_optimised: int
     final_loss: float
     refined_poses: dict[int, Pose]
+    indices: Tensor | None = None  # [K] map indices of the optimised Gaussians
+    optimised: GaussianSet | None = None  # their new values, to be written into the map
+
+
+def apply(gmap: GaussianMap, report: OptimizationReport) -> None:
+    """Write an optimisation's results into the map (the caller holds the map's lock)."""
+    if report.indices is None or report.optimised is None:
+        return
+    gmap.write(report.indices, report.optimised)
+    gmap.mark_updated(report.indices)
 
 
 def _visible_union(gmap: GaussianMap, views: list[KeyframeView]) -> Tensor:
@@ -79,7 +89,11 @@ def _visible_union(gmap: GaussianMap, views: list[KeyframeView]) -> Tensor:
 
 
 def optimize_window(gmap: GaussianMap, views: list[KeyframeView], cfg: OptimizationConfig) -> OptimizationReport:
-    """Run ``cfg.iterations`` joint steps over ``views`` and write the results into ``gmap``."""
+    """Run ``cfg.iterations`` joint steps over ``views``; :func:`apply` writes the result into ``gmap``.
+
+    Only reads ``gmap``, so readers of the map need not wait for the (long)
+    optimisation; the short write-back is separate.
+    """
     if cfg.iterations == 0 or not views or len(gmap) == 0:
         return OptimizationReport(0, 0, float("nan"), {})
     indices = torch.nonzero(_visible_union(gmap, views)).flatten()
@@ -115,13 +129,12 @@ def optimize_window(gmap: GaussianMap, views: list[KeyframeView], cfg: Optimizat
         loss_value = total.item()
     with torch.no_grad():
         params["quats"].data = torch.nn.functional.normalize(params["quats"].data, dim=1)
-        gmap.write(indices, _with_params(subset, params))
-        gmap.mark_updated(indices)
+        optimised = _with_params(subset, params).detach()
     refined = {}
     for view, twist, base in zip(views, twists, bases):
         T_cam_world = (se3_exp(twist.detach()) @ base).double().cpu().numpy()
         refined[view.keyframe_id] = Pose(np.linalg.inv(T_cam_world))
-    return OptimizationReport(cfg.iterations, int(indices.numel()), loss_value, refined)
+    return OptimizationReport(cfg.iterations, int(indices.numel()), loss_value, refined, indices, optimised)
 
 
 def _with_params(subset: GaussianSet, params: dict[str, Tensor]) -> GaussianSet:

@@ -34,7 +34,7 @@ class PredictorConfig:
 
     weights: str = ""  # empty: the shipped weights/predictor.pt
     stride: int = 8  # one Gaussian candidate per stride x stride pixels: 4, 8 or 16
-    device: str = "cpu"
+    device: str = "cpu"  # cpu or cuda; inside Slam the top-level device decides
     use_baseline: bool = False  # the non-learned baseline instead of the network
 
     def __post_init__(self) -> None:

@@ -117,18 +117,6 @@ RANGES: dict[str, tuple[float, float, float]] = {
 }
 
 #: Descriptions of fields whose dataclass does not document them.
-EXTRA_DESCRIPTIONS = {
-    "working_height": "frames are resized to this height before anything else",
-    "predictor.device": "unused by the node: the top-level device parameter decides",
-    "mapping.optimization.optimize_poses": "refine keyframe poses together with the Gaussians",
-    "mapping.optimization.lr_log_scales": "learning rate of the Gaussians' log scales",
-    "mapping.optimization.lr_quats": "learning rate of the Gaussians' rotations",
-    "mapping.optimization.lr_opacity": "learning rate of the Gaussians' opacity logits",
-    "mapping.optimization.lr_color": "learning rate of the Gaussians' colours (SH)",
-    "mapping.optimization.ssim_weight": "weight of the SSIM term in the photometric loss",
-    "mapping.optimization.depth_weight": "weight of the depth term relative to the colour term",
-}
-
 _ARRAY_TYPES = {int: Parameter.Type.INTEGER_ARRAY, float: Parameter.Type.DOUBLE_ARRAY,
                 str: Parameter.Type.STRING_ARRAY, bool: Parameter.Type.BOOL_ARRAY}
 _SCALAR_TYPES = {int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE, str: Parameter.Type.STRING,
@@ -192,7 +180,7 @@ def specs_from_config(config: Any, descriptions: dict[str, str], read_only: bool
     for name, value in flat.items():
         ptype, constraints = _ros_type(hints[name], name)
         fixed = read_only if isinstance(read_only, bool) else name not in read_only
-        description = descriptions.get(name) or EXTRA_DESCRIPTIONS.get(name) or name.replace("_", " ")
+        description = descriptions.get(name) or name.replace("_", " ")
         specs.append(ParamSpec(name, _ros_value(value, ptype), ptype, description, fixed, RANGES.get(name),
                                constraints))
     return specs
