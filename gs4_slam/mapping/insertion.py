@@ -14,6 +14,7 @@ from torch import Tensor
 
 from gs4_slam.camera import Intrinsics
 from gs4_slam.gaussians import GaussianSet
+from gs4_slam.render.projection import project_points
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,8 @@ def select_new(
     config: InsertionConfig,
 ) -> Tensor:
     """[N] bool: candidates to add."""
-    p = candidates.means @ T_cam_world[:3, :3].T + T_cam_world[:3, 3]
-    z = p[:, 2]
-    in_front = z > 1e-6
-    safe_z = torch.where(in_front, z, torch.ones_like(z))
-    u = torch.round(p[:, 0] / safe_z * intrinsics.fx + intrinsics.cx).long()
-    v = torch.round(p[:, 1] / safe_z * intrinsics.fy + intrinsics.cy).long()
+    u, v, z, inside = project_points(candidates.means, T_cam_world, intrinsics)
     h, w = map_alpha.shape
-    inside = in_front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
     # Candidates that project outside the image come from its border pixels
     # (sub-pixel offsets); treat them as unmapped there.
     uc, vc = u.clamp(0, w - 1), v.clamp(0, h - 1)

@@ -20,6 +20,7 @@ from gs4_slam.gaussians import GaussianMap, GaussianSet
 from gs4_slam.lie import se3_exp
 from gs4_slam.losses import color_loss, depth_l1
 from gs4_slam.render import render
+from gs4_slam.render.projection import project_points
 
 _OPTIMISED = ("means", "log_scales", "quats", "opacity_logits", "sh_dc")
 
@@ -161,14 +162,8 @@ def free_space_floaters(gmap: GaussianMap, views: list[KeyframeView], cfg: Optim
     means = gmap.means
     for view in views:
         T = torch.as_tensor(np.array(view.T_world_cam.inverse().matrix), dtype=means.dtype, device=means.device)
-        p = means @ T[:3, :3].T + T[:3, 3]
-        z = p[:, 2]
-        k = view.intrinsics
-        safe = torch.where(z > 1e-6, z, torch.ones_like(z))
-        u = torch.round(p[:, 0] / safe * k.fx + k.cx).long()
-        v = torch.round(p[:, 1] / safe * k.fy + k.cy).long()
+        u, v, z, inside = project_points(means, T, view.intrinsics)
         h, w = view.depth_m.shape
-        inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         measured = view.depth_m[v.clamp(0, h - 1), u.clamp(0, w - 1)]
         free = inside & (measured > 0) & (z < measured * (1.0 - cfg.free_space_margin))
         votes += free.to(torch.int32)

@@ -17,6 +17,7 @@ from gs4_slam.gaussians import GaussianSet
 from gs4_slam.metrics.image import depth_l1_cm, psnr
 from gs4_slam.metrics.semantic import ConfusionMatrix
 from gs4_slam.render import render
+from gs4_slam.render.projection import project_points
 
 RENDER_CHANNELS = ("color", "depth", "alpha", "semantics")
 
@@ -42,12 +43,8 @@ def covisible_mask(
     z = depth_view_m
     points_view = torch.stack([(u - intrinsics.cx) / intrinsics.fx * z, (v - intrinsics.cy) / intrinsics.fy * z, z], -1)
     T_source_view = torch.linalg.inv(T_world_source) @ T_world_view
-    p = points_view.reshape(-1, 3) @ T_source_view[:3, :3].T + T_source_view[:3, 3]
-    z_src = p[:, 2]
-    safe_z = z_src.clamp_min(1e-6)
-    u_src = torch.round(p[:, 0] / safe_z * intrinsics.fx + intrinsics.cx).long()
-    v_src = torch.round(p[:, 1] / safe_z * intrinsics.fy + intrinsics.cy).long()
-    inside = (z_src > 0) & (u_src >= 0) & (u_src < w) & (v_src >= 0) & (v_src < h) & (z.reshape(-1) > 0)
+    u_src, v_src, z_src, inside = project_points(points_view.reshape(-1, 3), T_source_view, intrinsics)
+    inside = inside & (z.reshape(-1) > 0)
     sampled = torch.zeros_like(z_src)
     sampled[inside] = depth_source_m[v_src[inside], u_src[inside]]
     agrees = (sampled > 0) & ((sampled - z_src).abs() <= relative_tolerance * z_src)

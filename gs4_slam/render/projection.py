@@ -104,3 +104,26 @@ def project_gaussians(
             means.contiguous(), quats.contiguous(), log_scales.contiguous(), T_cam_world.contiguous(), camera, kernels
         )
     return Projection(means2d, conics, depths, torch.sigmoid(opacity_logits), valid)
+
+
+def project_points(points: Tensor, T_cam_src: Tensor, intrinsics) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Nearest pixels of 3D points, for look-ups in images of ``intrinsics``' size.
+
+    Args:
+        points: [N, 3] in frame ``src``.
+        T_cam_src: [4, 4] from ``src`` into the (OpenCV) camera.
+        intrinsics: pinhole :class:`~gs4_slam.camera.Intrinsics`.
+
+    Returns:
+        ``u`` [N] and ``v`` [N] (int64, rounded; clamp before indexing), camera
+        depth ``z`` [N], and ``inside`` [N] bool: in front of the camera and
+        within the image.
+    """
+    p = points @ T_cam_src[:3, :3].T + T_cam_src[:3, 3]
+    z = p[:, 2]
+    in_front = z > 1e-6
+    safe_z = torch.where(in_front, z, torch.ones_like(z))
+    u = torch.round(p[:, 0] / safe_z * intrinsics.fx + intrinsics.cx).long()
+    v = torch.round(p[:, 1] / safe_z * intrinsics.fy + intrinsics.cy).long()
+    inside = in_front & (u >= 0) & (u < intrinsics.width) & (v >= 0) & (v < intrinsics.height)
+    return u, v, z, inside
