@@ -55,8 +55,11 @@ def run(ros, tmp_path_factory):
                           "-p", "render_rate_hz:=4.0", "-p", "map_cloud_rate_hz:=2.0")
     listener = ros.Listener("e2e")
     assert listener.wait_for_node(), node_log(out_dir)[-3000:]
+    # 6 Hz: on a loaded machine one topic's callbacks can lag another's by more
+    # than a 15 Hz frame period, and the synchroniser then (rightly) drops the late
+    # partner; this test checks that every frame arrives, not the synchroniser.
     player = ros.start_player(out_dir, "e2e", "--frames", str(FRAMES), "--width", str(WIDTH), "--height", str(HEIGHT),
-                              "--start-s", str(START_S), "--labels", "--rate-hz", "15")
+                              "--start-s", str(START_S), "--labels", "--rate-hz", "6")
     try:
         done = listener.spin_until(lambda: len(listener.received["pose"]) >= FRAMES, 120.0)
         assert done, f"{len(listener.received['pose'])} poses of {FRAMES}\n{node_log(out_dir)[-3000:]}"
