@@ -22,6 +22,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("train", "gs4_slam.train_command"),
     ("replay", "gs4_slam.replay_command"),
     ("record", "gs4_slam.record_command"),
+    ("query", "gs4_slam.semantic_query"),
 )
 
 

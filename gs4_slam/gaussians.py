@@ -158,7 +158,9 @@ def _field_shapes(num_classes: int, feature_dim: int, sh_rest: int) -> dict[str,
         "sh_rest": ((sh_rest, 3), True),
         "semantics": ((num_classes,), True),
         "features": ((feature_dim,), True),
+        "semantic_weight": ((), True),  # evidence behind ``semantics`` (mapping.semantic_fusion)
         "n_updates": ((), False),
+        "n_refinements": ((), False),  # updates by the refinement network (capped, see refiner)
         "keyframe_id": ((), False),
     }
 
@@ -283,8 +285,16 @@ class GaussianMap:
         return self.field("features")
 
     @property
+    def semantic_weight(self) -> Tensor:  # [N] evidence behind the class distribution, 0 = prior only
+        return self.field("semantic_weight")
+
+    @property
     def n_updates(self) -> Tensor:  # [N] int32
         return self.field("n_updates")
+
+    @property
+    def n_refinements(self) -> Tensor:  # [N] int32
+        return self.field("n_refinements")
 
     @property
     def keyframe_id(self) -> Tensor:  # [N] int32, -1 when not created by a keyframe
@@ -342,7 +352,9 @@ class GaussianMap:
             if value.shape[1:] != target.shape[1:]:
                 raise ValueError(f"{name} has shape {list(value.shape)}, the map stores {list(target.shape[1:])}")
             target.copy_(value.detach())
+        self._buffers["semantic_weight"][rows] = 0.0
         self._buffers["n_updates"][rows] = 0
+        self._buffers["n_refinements"][rows] = 0
         self._buffers["keyframe_id"][rows] = keyframe_id
         self._size = start + k
         return torch.arange(start, start + k, device=self.device)

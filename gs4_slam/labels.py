@@ -85,6 +85,7 @@ class _ClassSpec:
     name: str
     color: tuple[int, ...]
     source_ids: tuple[int, ...] = ()
+    id: int = -1  # optional; when given it must be the class's position (train ids are 0..C-1 in order)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ class LabelSet:
         try:
             return self.class_names.index(class_name)
         except ValueError:
-            raise ValueError(f"label set {self.name!r} has no class {class_name!r}") from None
+            raise ValueError(f"label set {self.name!r} has no class {class_name!r}; "
+                             f"valid classes: {', '.join(self.class_names)}") from None
 
     def map_source(self, source_labels: np.ndarray) -> np.ndarray:
         """Source ids (any integer array) -> uint8 train ids, unknown ids -> ignore."""
@@ -205,6 +207,10 @@ def _load_cached(path_str: str) -> LabelSet:
     path = Path(path_str)
     try:
         spec = config_io.from_dict(_LabelSetSpec, config_io.load_yaml_layers(path), where=str(path))
+        for position, c in enumerate(spec.classes):
+            if c.id not in (-1, position):
+                raise LabelSetError(f"{path}: class {c.name!r} has id {c.id} but is listed at position {position}; "
+                                    "ids are the classes' positions 0..C-1, in order")
         return LabelSet(
             name=spec.name,
             class_names=tuple(c.name for c in spec.classes),

@@ -101,7 +101,9 @@ def save_map(gmap: GaussianMap, path: str | Path) -> None:
         "semantics": cpu(gmap.semantics).astype(np.float32),
         "features": cpu(gmap.features).astype(np.float32),
         "label_names": np.array(gmap.label_names, dtype=np.str_),
+        "semantic_weight": cpu(gmap.semantic_weight).astype(np.float32),
         "n_updates": cpu(gmap.n_updates).astype(np.int32),
+        "n_refinements": cpu(gmap.n_refinements).astype(np.int32),
         "keyframe_id": cpu(gmap.keyframe_id).astype(np.int32),
         "metadata": np.array(json.dumps(metadata)),
     }
@@ -223,5 +225,10 @@ def load_map(path: str | Path, device: torch.device | str = "cpu") -> GaussianMa
     if sidecar is not None:
         gmap.n_updates[:] = torch.from_numpy(sidecar["n_updates"].astype(np.int32))
         gmap.keyframe_id[:] = torch.from_numpy(sidecar["keyframe_id"].astype(np.int32))
+        # Both absent from maps saved before fusion and refinement existed.
+        if "semantic_weight" in sidecar and sidecar["semantic_weight"].shape[0] == n:
+            gmap.semantic_weight[:] = torch.from_numpy(sidecar["semantic_weight"].astype(np.float32))
+        if "n_refinements" in sidecar and sidecar["n_refinements"].shape[0] == n:
+            gmap.n_refinements[:] = torch.from_numpy(sidecar["n_refinements"].astype(np.int32))
         gmap.metadata = dict(sidecar["metadata"].get("user", {}))
     return gmap.to(device)

@@ -96,6 +96,7 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
     import torch
 
     from gs4_slam.metrics.image import depth_l1_cm, psnr, ssim
+    from gs4_slam.mapping.semantic_fusion import rendered_classes
     from gs4_slam.metrics.semantic import ConfusionMatrix
     from gs4_slam.visualize import frame_panel, write_png
 
@@ -106,7 +107,7 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
     for i in indices:
         frame = slam.prepare(reader[i])
         with torch.no_grad():
-            out = slam.render(results[i].T_world_cam, frame.intrinsics)
+            out = slam.render(results[i].T_world_cam, frame.intrinsics, ("color", "depth", "semantics", "alpha"))
         color = out.color.clamp(0, 1).cpu().numpy()
         depth = out.depth.cpu().numpy()
         psnrs.append(psnr(color, frame.color_rgb))
@@ -114,7 +115,7 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
         depth_errors.append(depth_l1_cm(depth, frame.depth_m))
         labels = None
         if out.semantics is not None and out.semantics.shape[-1] > 0:
-            labels = out.semantics.argmax(dim=-1).cpu().numpy().astype(np.uint8)
+            labels = rendered_classes(out.semantics, out.alpha)[0].cpu().numpy().astype(np.uint8)
             if frame.labels is not None:
                 confusion.update(labels, frame.labels)
         if i in panel_at:
@@ -133,8 +134,10 @@ def _run(args: argparse.Namespace) -> int:
     from gs4_slam.slam import Slam, load_slam_config
 
     reader = open_dataset(args.dataset, args.path, options_from_args(args))
-    overrides = {"predictor": {"use_baseline": True}} if args.baseline else None
-    slam = Slam(load_slam_config(*([args.config] if args.config else []), overrides=overrides))
+    overrides: dict = {"predictor": {"use_baseline": True}} if args.baseline else {}
+    if args.semantics:
+        overrides["mapping"] = {"semantics": {"source": args.semantics}}
+    slam = Slam(load_slam_config(*([args.config] if args.config else []), overrides=overrides or None))
     try:
         report = run_sequence(reader, slam, Path(args.out), eval_every=args.eval_every, progress=not args.no_progress)
     finally:
@@ -155,6 +158,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--config", help="YAML overlay of the SLAM settings (default config/slam.yaml)")
     parser.add_argument("--baseline", action="store_true", help="non-learned predictor instead of the network")
+    parser.add_argument("--semantics", choices=("predicted", "external", "both"),
+                        help="class observations to fuse (mapping.semantics.source); external/both use the "
+                             "dataset's label images as if they came from a 2D segmenter")
     parser.add_argument("--eval-every", type=int, default=5, help="evaluate renders on every N-th frame")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_reader_arguments(parser)

@@ -15,6 +15,7 @@ floater removal) — in a background thread unless ``mapping.threaded`` is false
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -51,6 +52,8 @@ class SlamConfig:
     #: New tracking references are the map rendered at the keyframe (frame-to-model)
     #: instead of the keyframe's own RGB-D; see README for the measured effect.
     track_against_map: bool = False
+    #: Keyframe poses refined by the joint optimisation flow back to the tracker.
+    use_refined_keyframe_poses: bool = True
     #: Map silhouette above which a rendered depth counts for the tracking reference.
     track_min_alpha: float = 0.8
     tracking: TrackerConfig = field(default_factory=TrackerConfig)
@@ -101,10 +104,14 @@ class Slam:
         self.predictor = GaussianPredictor(
             PredictorConfig(**{**self.config.predictor.__dict__, "device": self.config.device})
         )
-        if self.predictor.num_classes != self.label_set.num_classes:
+        # A label set of the user's own (their segmenter's classes) works with external
+        # labels only: the predictor's class scores are then replaced by a uniform prior.
+        self._own_label_set = self.predictor.num_classes != self.label_set.num_classes
+        if self._own_label_set and self.config.mapping.semantics.source != "external":
             raise ValueError(
-                f"predictor has {self.predictor.num_classes} classes, label set {self.label_set.name!r} "
-                f"has {self.label_set.num_classes}"
+                f"the predictor has {self.predictor.num_classes} classes, label set {self.label_set.name!r} has "
+                f"{self.label_set.num_classes}: set mapping.semantics.source to 'external' to fuse your own "
+                "segmenter's labels, or use the predictor's label set (scannet20)"
             )
         self._undistorter = Undistorter()
         self._lock = threading.RLock()
@@ -113,10 +120,16 @@ class Slam:
     def _build(self) -> None:
         renderer = self._render_for_tracking if self.config.track_against_map else None
         self.tracker = Tracker(self.config.tracking, map_renderer=renderer)
-        self.backend = MappingBackend(self.config.mapping, self.predictor.num_classes, self.predictor.feature_dim,
+        mapping = self.config.mapping
+        if self._own_label_set and mapping.refinement.enabled:
+            log.warning("label set %r is not the predictor's: the refinement network (trained on its classes) is "
+                        "off; insertion, merging and pruning still run", self.label_set.name)
+            mapping = dataclasses.replace(mapping, refinement=dataclasses.replace(mapping.refinement, enabled=False))
+        self.backend = MappingBackend(mapping, self.label_set.num_classes, self.predictor.feature_dim,
                                       tuple(self.label_set.class_names), self.config.device)
         self._trajectory: list[tuple[float, Pose]] = []
         self._frames_seen = 0
+        self._warned_no_labels = False
 
     # ---------------------------------------------------------------- per frame
 
@@ -151,6 +164,9 @@ class Slam:
         frame = self.prepare(frame)
         times["prepare_ms"] = _ms(start)
         t0 = time.perf_counter()
+        if self.config.use_refined_keyframe_poses:
+            for keyframe_id, pose in self.backend.take_refined_poses().items():
+                self.tracker.update_keyframe_pose(keyframe_id, pose)
         tracked = self.tracker.track(frame)
         times["track_ms"] = _ms(t0)
         self._frames_seen += 1
@@ -190,9 +206,20 @@ class Slam:
 
     def _job(self, frame: Frame, pose: Pose, gaussians: GaussianSet, keyframe_id: int | None) -> MappingJob:
         device = self.config.device
+        if self._own_label_set:
+            n = self.label_set.num_classes
+            gaussians = dataclasses.replace(gaussians, semantics=gaussians.means.new_full((len(gaussians), n), 1.0 / n))
         color = torch.from_numpy(frame.color_rgb).to(device).permute(2, 0, 1).float().div(255.0)
         depth = torch.from_numpy(frame.depth_m).to(device)
-        return MappingJob(frame.index, color, depth, frame.intrinsics, pose, gaussians, keyframe_id)
+        labels = None
+        if self.config.mapping.semantics.uses_external:
+            if frame.labels is not None:
+                labels = torch.from_numpy(frame.labels.astype(np.int64)).to(device)
+            elif not self._warned_no_labels:
+                self._warned_no_labels = True
+                log.warning("mapping.semantics.source is %r but frames carry no label image: only the prediction "
+                            "is fused until one arrives", self.config.mapping.semantics.source)
+        return MappingJob(frame.index, color, depth, frame.intrinsics, pose, gaussians, keyframe_id, labels)
 
     # ---------------------------------------------------------------- outputs
 
@@ -218,7 +245,8 @@ class Slam:
 
         self.flush()
         with self.backend.lock:
-            self.backend.map.metadata.update({"label_set": self.label_set.name, "frames": self._frames_seen})
+            self.backend.map.metadata.update({"label_set": self.label_set.name, "frames": self._frames_seen,
+                                              "label_colors": [list(c) for c in self.label_set.colors_rgb]})
             save_map(self.backend.map, path)
 
     def load_map(self, path: str | Path) -> None:
@@ -228,6 +256,9 @@ class Slam:
         loaded = load_map(path, device=self.config.device)
         if loaded.num_classes not in (0, self.label_set.num_classes):
             raise ValueError(f"{path}: map has {loaded.num_classes} classes, label set has {self.label_set.num_classes}")
+        if loaded.label_names and tuple(loaded.label_names) != tuple(self.label_set.class_names):
+            raise ValueError(f"{path}: map was made with label set {loaded.metadata.get('label_set', '?')!r} "
+                             f"({', '.join(loaded.label_names[:4])}, ...), this pipeline uses {self.label_set.name!r}")
         with self._lock:
             self.flush()
             with self.backend.lock:

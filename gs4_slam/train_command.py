@@ -13,6 +13,14 @@ def _train_predictor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_refiner(args: argparse.Namespace) -> int:
+    from gs4_slam.refiner.train import config_from_args, train
+
+    card = train(config_from_args(args), resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(card["heldout"], indent=2))
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a learned component (writes weights and a card)")
     models = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
@@ -28,3 +36,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predictor.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out-dir")
     predictor.add_argument("--no-progress", action="store_true", help="no progress bar")
     predictor.set_defaults(func=_train_predictor)
+
+    refiner = models.add_parser("refiner", help="the Gaussian Refinement Network (weights/refiner.pt)")
+    refiner.add_argument("--config", help="YAML overlay of RefinerTrainConfig (e.g. config/train_refiner.yaml)")
+    refiner.add_argument("--stage-steps", type=int, nargs="+", dest="stage_steps",
+                         help="optimiser steps of each curriculum stage (2, 4, 8 frames)")
+    refiner.add_argument("--device", help="cpu or cuda")
+    refiner.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    refiner.add_argument("--out-dir", dest="out_dir", help="checkpoints and losses.csv (default build/train/refiner)")
+    refiner.add_argument("--cache-dir", dest="cache_dir", help="rendered synthetic sequences (default build/cache/synthetic)")
+    refiner.add_argument("--weights-out", dest="weights_out", help="where to write the weights (default weights/refiner.pt)")
+    refiner.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out-dir")
+    refiner.add_argument("--no-progress", action="store_true", help="no progress bar")
+    refiner.set_defaults(func=_train_refiner)

@@ -34,13 +34,13 @@ python - <<'PY'
 import os, sys
 import gs4_slam
 from gs4_slam.msg import SlamStatus
-from gs4_slam.srv import LoadMap, SaveMap
+from gs4_slam.srv import LoadMap, QueryClass, SaveMap
 prefix = os.path.join(os.environ["COLCON_PREFIX_PATH"].split(os.pathsep)[0], "gs4_slam")
 assert gs4_slam.__path__[0].startswith(prefix), gs4_slam.__path__
 import gs4_slam.msg
 assert gs4_slam.msg.__file__.startswith(prefix), gs4_slam.msg.__file__
 assert "extend_path" in open(gs4_slam.__file__).read(), "rosidl's __init__.py was not replaced"
 assert "rclpy" not in sys.modules
-print("colcon install OK:", gs4_slam.__path__, SlamStatus.__name__, SaveMap.__name__, LoadMap.__name__)
+print("colcon install OK:", gs4_slam.__path__, SlamStatus.__name__, SaveMap.__name__, LoadMap.__name__, QueryClass.__name__)
 PY
 echo "workspace: $WS"

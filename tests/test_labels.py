@@ -94,3 +94,12 @@ def test_invalid_label_set_names_the_file(tmp_path, body, message):
 def test_unknown_label_set_name():
     with pytest.raises(LabelSetError, match="no label set named 'nope'.*scannet20"):
         load_label_set("nope")
+
+
+def test_explicit_class_ids_must_match_their_position(tmp_path):
+    from gs4_slam.labels import LabelSetError, load_label_set
+
+    path = tmp_path / "bad_ids.yaml"
+    path.write_text("name: bad\nclasses:\n  - {name: a, id: 1, color: [0, 0, 0]}\n  - {name: b, id: 0, color: [1, 1, 1]}\n")
+    with pytest.raises(LabelSetError, match="position"):
+        load_label_set(path)

@@ -10,7 +10,11 @@ from gs4_slam.gaussians import GaussianMap, GaussianSet, rgb_to_sh_dc
 from gs4_slam.mapping.backend import MappingBackend, MappingConfig, MappingJob
 from gs4_slam.mapping.insertion import InsertionConfig, select_new
 from gs4_slam.mapping.optimizer import KeyframeView, OptimizationConfig, apply, free_space_floaters, optimize_window
+from gs4_slam.refiner.refiner import RefinerConfig
 from gs4_slam.render import render
+
+#: Queue mechanics on class-less maps: the refinement network (20 classes) stays out.
+NO_NET = RefinerConfig(enabled=False)
 
 K = Intrinsics(64, 48, 50.0, 50.0, 31.5, 23.5)
 
@@ -106,7 +110,7 @@ def _job(index: int, keyframe_id: int | None) -> MappingJob:
 
 
 def test_backend_never_drops_keyframes_and_counts_skips():
-    cfg = MappingConfig(threaded=True, queue_size=1, optimization=OptimizationConfig(iterations=1))
+    cfg = MappingConfig(threaded=True, queue_size=1, optimization=OptimizationConfig(iterations=1), refinement=NO_NET)
     backend = MappingBackend(cfg, num_classes=0, feature_dim=0, label_names=())
     try:
         with backend.lock:  # hold the worker so that jobs pile up
@@ -122,7 +126,7 @@ def test_backend_never_drops_keyframes_and_counts_skips():
 
 
 def test_backend_bounds_pending_keyframes():
-    cfg = MappingConfig(threaded=True, queue_size=1, max_pending_keyframes=2,
+    cfg = MappingConfig(threaded=True, queue_size=1, max_pending_keyframes=2, refinement=NO_NET,
                         optimization=OptimizationConfig(iterations=1))
     backend = MappingBackend(cfg, num_classes=0, feature_dim=0, label_names=())
     try:
@@ -139,7 +143,7 @@ def test_backend_bounds_pending_keyframes():
 
 
 def test_backend_inline_mode_is_immediate():
-    backend = MappingBackend(MappingConfig(threaded=False), num_classes=0, feature_dim=0, label_names=())
+    backend = MappingBackend(MappingConfig(threaded=False, refinement=NO_NET), num_classes=0, feature_dim=0, label_names=())
     assert backend.submit(_job(0, None))
     assert len(backend) == 64 and backend.stats.jobs_done == 1
 

@@ -152,7 +152,10 @@ def test_training_smoke_writes_everything_and_resumes(tmp_path):
 
     import dataclasses
 
-    resumed = train(dataclasses.replace(cfg, steps=3), resume=True, progress=False)
+    # The second-stage options (more rooms, class balancing, a semantics-only pass) on resume.
+    resumed = train(dataclasses.replace(cfg, steps=3, extra_train_seeds=(1, 2), extra_frames_per_sequence=12,
+                                        class_balance=0.5, semantic_batch=1), resume=True, progress=False)
+    assert resumed["training_data"]["train_seeds"] == [0, 1]
     assert resumed["training_seconds"] > card["training_seconds"], "training time accumulates over resumes"
     rows = list(csv.DictReader((run / "losses.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3], "resume must continue, not restart"

@@ -20,8 +20,12 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 FRAMES, WIDTH, HEIGHT = 16, 160, 128
+# Inline mapping and no keyframe pose feedback: the joint optimisation's parallel
+# backward sums are not bit-reproducible, and through the feedback that noise (~1e-7 m)
+# grows into the trajectory (measured up to 1.7e-4 m), which the equality checks
+# below would take for a difference made by the ROS graph.
 PIPELINE = {"working_width": WIDTH, "working_height": HEIGHT, "predictor.use_baseline": True,
-            "mapping.threaded": False}
+            "mapping.threaded": False, "use_refined_keyframe_poses": False}
 NODE_PARAMS = [*(f"{k}:={json.dumps(v)}" for k, v in PIPELINE.items()), "render_rate_hz:=0.0",
                "map_cloud_rate_hz:=0.0"]
 REPO = Path(__file__).resolve().parents[1]

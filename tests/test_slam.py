@@ -21,13 +21,16 @@ def frames() -> list[Frame]:
     return [sequence.frame(i) for i in range(FRAMES)]
 
 
-def _config(threaded: bool):
-    # The baseline predictor keeps the test independent of the shipped weights.
-    return load_slam_config(overrides={"predictor": {"use_baseline": True}, "mapping": {"threaded": threaded}})
+def _config(threaded: bool, **overrides):
+    # The baseline predictor (and the insert-only refinement baseline, as the refiner
+    # is trained on the network's outputs) keeps the test independent of the shipped weights.
+    return load_slam_config(overrides={"predictor": {"use_baseline": True},
+                                       "mapping": {"threaded": threaded, "refinement": {"enabled": False}},
+                                       **overrides})
 
 
-def _run(frames, threaded: bool):
-    slam = Slam(_config(threaded))
+def _run(frames, threaded: bool, **overrides):
+    slam = Slam(_config(threaded, **overrides))
     results = [slam.process(f) for f in frames]
     slam.flush()
     return slam, results
@@ -58,6 +61,10 @@ def test_inline_pipeline_tracks_and_maps(frames, tmp_path):
         assert _psnr(slam, results, frames) > 18.0
         for key in ("track_ms", "total_ms"):
             assert results[-1].stage_times_ms[key] > 0
+        # Refined keyframe poses reached the tracker's keyframes.
+        refined = slam.backend.refined_poses
+        assert refined and any(np.allclose(slam.tracker.keyframes[i].T_world_cam.matrix, pose.matrix)
+                               for i, pose in refined.items())
 
         path = tmp_path / "map.ply"
         slam.save_map(path)
@@ -71,10 +78,10 @@ def test_inline_pipeline_tracks_and_maps(frames, tmp_path):
 
 
 def test_threaded_pipeline_matches_inline_tracking(frames):
-    inline, inline_results = _run(frames, threaded=False)
-    threaded, threaded_results = _run(frames, threaded=True)
+    inline, inline_results = _run(frames, threaded=False, use_refined_keyframe_poses=False)
+    threaded, threaded_results = _run(frames, threaded=True, use_refined_keyframe_poses=False)
     try:
-        # Mapping does not feed tracking yet, so the trajectories agree exactly.
+        # Without the pose feedback mapping does not influence tracking, so the trajectories agree exactly.
         for a, b in zip(inline_results, threaded_results):
             assert np.allclose(a.T_world_cam.matrix, b.T_world_cam.matrix)
         assert threaded.backend.stats.jobs_done + threaded.backend.stats.jobs_skipped >= results_keyframes(
@@ -106,3 +113,58 @@ def test_config_errors_name_the_key():
         load_slam_config(overrides={"mapping": {"optimization": {"iterations": "three"}}})
     with pytest.raises(ConfigError, match="multiples of 16"):
         load_slam_config(overrides={"working_width": 321})
+
+
+def test_external_label_images_are_fused_into_the_map(frames):
+    """Label images fused as an external segmenter's: the map's rendered classes match them."""
+    from gs4_slam.metrics.semantic_map import confusion_of_views, render_labels
+
+    config = load_slam_config(overrides={"predictor": {"use_baseline": True},
+                                         "mapping": {"threaded": False, "semantics": {"source": "external"}}})
+    slam = Slam(config)
+    try:
+        results = [slam.process(f) for f in frames[:20]]
+        slam.flush()
+        gaussians = slam.map_set()
+        assert slam.backend.stats.semantic_updates > len(gaussians)  # Gaussians are seen more than once
+        observed = float((slam.backend.map.semantic_weight > 0).float().mean())
+        assert observed > 0.9, observed  # the rest sit at depth edges or on unlabelled pixels
+        views = [(render_labels(gaussians, f.intrinsics, r.T_world_cam).numpy(), f.labels)
+                 for f, r in list(zip(frames, results))[::5]]
+        scores = confusion_of_views(*zip(*views), num_classes=slam.label_set.num_classes).scores()
+        # The baseline predictor's classes are uniform: everything here came from the label images
+        # (stride-8 baseline Gaussians blur object borders; bench.semantics measures the full system).
+        assert scores.overall_accuracy > 0.85 and scores.miou > 0.6, (scores.overall_accuracy, scores.miou)
+    finally:
+        slam.close()
+
+
+def test_a_label_set_of_ones_own_works_with_external_labels(frames, tmp_path):
+    """A user's segmenter with its own classes: the map keeps those classes and saves their names."""
+    from gs4_slam.map_io import load_map
+    from gs4_slam.metrics.semantic_map import render_labels
+
+    labels_file = tmp_path / "mine.yaml"
+    labels_file.write_text("name: mine\nsource: mine\nclasses:\n"
+                           "  - {name: structure, id: 0, color: [200, 200, 200]}\n"
+                           "  - {name: furniture, id: 1, color: [200, 0, 0]}\n"
+                           "  - {name: clutter, id: 2, color: [0, 0, 200]}\n")
+    overrides = {"label_set": str(labels_file), "predictor": {"use_baseline": True},
+                 "mapping": {"threaded": False, "semantics": {"source": "external"}}}
+    with pytest.raises(ValueError, match="external"):
+        Slam(load_slam_config(overrides={**overrides, "mapping": {"threaded": False}}))
+    slam = Slam(load_slam_config(overrides=overrides))
+    try:
+        for f in frames[:10]:
+            structure = f.labels <= 1  # wall, floor
+            mine = np.where(structure, 0, 1).astype(np.uint8)
+            slam.process(Frame(f.timestamp_s, f.color_rgb, f.depth_m, f.intrinsics, f.T_world_cam_gt, mine, f.index))
+        gaussians = slam.map_set()
+        assert gaussians.semantics.shape[1] == 3
+        rendered = render_labels(gaussians, frames[0].intrinsics, slam.trajectory()[0][1]).numpy()
+        truth = np.where(frames[0].labels <= 1, 0, 1)
+        assert (rendered == truth).mean() > 0.85
+        slam.save_map(tmp_path / "map.ply")
+        assert load_map(tmp_path / "map.ply").label_names == ("structure", "furniture", "clutter")
+    finally:
+        slam.close()

@@ -290,3 +290,21 @@ def test_motion_magnitude_and_inverse():
     translation_m, rotation_rad = motion_magnitude(T)
     assert translation_m == pytest.approx(np.linalg.norm(T[:3, 3]))
     assert rotation_rad == pytest.approx(0.2)
+
+
+def test_refined_keyframe_pose_moves_the_following_frames(sequence):
+    """A keyframe pose refined by mapping shifts the reference: later frames follow the correction."""
+    seq, frames = sequence
+    plain = Tracker(T_world_cam_init=Pose(seq.poses[0]))
+    fed = Tracker(T_world_cam_init=Pose(seq.poses[0]))
+    for f in frames[:3]:
+        plain.track(f)
+        fed.track(f)
+    assert fed.reference_keyframe.id == 0
+    shift = np.eye(4)
+    shift[:3, 3] = [0.02, 0.0, -0.01]
+    fed.update_keyframe_pose(0, Pose(shift @ fed.keyframes[0].T_world_cam.matrix))
+    fed.update_keyframe_pose(99, Pose(np.eye(4)))  # unknown ids are ignored
+    a, b = plain.track(frames[3]), fed.track(frames[3])
+    assert np.allclose(b.T_world_cam.matrix, shift @ a.T_world_cam.matrix, atol=1e-4)
+    assert np.allclose(fed.keyframes[0].T_world_cam.matrix, shift @ plain.keyframes[0].T_world_cam.matrix)

@@ -32,6 +32,14 @@ from gs4_slam.mapping.optimizer import (
     optimize_window,
     remove_floaters,
 )
+from gs4_slam.mapping.semantic_fusion import (
+    SemanticFusionConfig,
+    combine,
+    external_observation,
+    observe,
+    predicted_observation,
+)
+from gs4_slam.refiner.refiner import FrameEvidence, GaussianRefiner, RefinerConfig
 from gs4_slam.render import RenderOutput, render
 
 log = logging.getLogger(__name__)
@@ -47,7 +55,9 @@ class MappingConfig:
     prune: bool = True  # floater removal (opacity, size, free space) on keyframes
     prune_every_keyframes: int = 1  # floater removal after every n-th keyframe
     insertion: InsertionConfig = field(default_factory=InsertionConfig)
+    refinement: RefinerConfig = field(default_factory=RefinerConfig)
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
+    semantics: SemanticFusionConfig = field(default_factory=SemanticFusionConfig)
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
@@ -65,6 +75,7 @@ class MappingJob:
     T_world_cam: Pose
     prediction: GaussianSet
     keyframe_id: int | None  # set when the frame is a keyframe
+    labels: Tensor | None = None  # [H, W] external class ids (IGNORE_LABEL = unknown), fused when configured
 
 
 @dataclass
@@ -74,6 +85,10 @@ class MappingStats:
     keyframes_skipped: int = 0
     inserted: int = 0
     pruned: int = 0
+    refined: int = 0  # Gaussian updates by the refinement network
+    merged: int = 0  # new Gaussians folded into mapped duplicates
+    pruned_transparent: int = 0  # pruned below the refinement's opacity threshold
+    semantic_updates: int = 0  # Gaussian class distributions updated by an observation
     optimisations: int = 0
     last_job_ms: float = 0.0
     last_optimisation: OptimizationReport | None = None
@@ -91,8 +106,10 @@ class MappingBackend:
         # Guards the map: the mapping thread writes it while callers render it.
         self.lock = threading.RLock()
         self.stats = MappingStats()
+        self.refiner = GaussianRefiner(config.refinement, num_classes, feature_dim, device)
         self.keyframes: list[KeyframeView] = []
         self.refined_poses: dict[int, Pose] = {}
+        self._new_refined_poses: dict[int, Pose] = {}  # not yet taken by the tracker
         self._keyframe_count = 0
         self._pending: collections.deque[MappingJob | None] = collections.deque()
         self._busy = False
@@ -188,8 +205,15 @@ class MappingBackend:
         # Only this thread changes the map, so it may read it unlocked; the lock is
         # held for changes only, keeping renders and snapshots of readers responsive.
         with self.lock:
-            added = self._insert(job)
+            new = self._insert(job)
+        added = int(new.numel())
         stage["insert_ms"] = 1000.0 * (time.perf_counter() - start)
+        t0 = time.perf_counter()
+        self._refine(job, new)
+        stage["refine_ms"] = 1000.0 * (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        self.stats.semantic_updates += self._fuse_semantics(job)
+        stage["semantics_ms"] = 1000.0 * (time.perf_counter() - t0)
         if job.keyframe_id is not None:
             self._on_keyframe(job, stage)
         self.stats.jobs_done += 1
@@ -197,8 +221,8 @@ class MappingBackend:
         self.stats.last_job_ms = 1000.0 * (time.perf_counter() - start)
         self.stats.stage_ms = stage
 
-    def _insert(self, job: MappingJob) -> int:
-        """Add the job's new Gaussians (the caller holds the lock)."""
+    def _insert(self, job: MappingJob) -> Tensor:
+        """Add the job's new Gaussians and return their indices (the caller holds the lock)."""
         candidates = job.prediction.to(self.map.device)
         if len(self.map) > 0:
             out = render(self.map, job.intrinsics, job.T_world_cam.inverse(), channels=("alpha", "depth"),
@@ -209,11 +233,42 @@ class MappingBackend:
         room = self.config.max_gaussians - len(self.map)
         if room <= 0:
             log.warning("map is full (%d Gaussians): nothing inserted", len(self.map))
-            return 0
+            return torch.zeros(0, dtype=torch.long, device=self.map.device)
         if len(candidates) > room:
             candidates = candidates.index(torch.arange(room))
-        self.map.add(candidates, keyframe_id=-1 if job.keyframe_id is None else job.keyframe_id)
-        return len(candidates)
+        return self.map.add(candidates, keyframe_id=-1 if job.keyframe_id is None else job.keyframe_id)
+
+    def _refine(self, job: MappingJob, new: Tensor) -> None:
+        T_cam_world = torch.as_tensor(np.array(job.T_world_cam.inverse().matrix), dtype=self.map.dtype,
+                                      device=self.map.device)
+        evidence = FrameEvidence(job.color.to(self.map.device), job.depth_m.to(self.map.device), job.intrinsics,
+                                 T_cam_world)
+        with self.lock:
+            report = self.refiner.refine(self.map, new, evidence)
+        self.stats.refined += report.refined
+        self.stats.merged += report.merged
+        self.stats.pruned_transparent += report.pruned
+
+    def _fuse_semantics(self, job: MappingJob) -> int:
+        """Fuse the job's class observations (prediction and/or label image) into the Gaussians that see them."""
+        cfg = self.config.semantics
+        if self.map.num_classes == 0:
+            return 0
+        T_cam_world = torch.as_tensor(np.array(job.T_world_cam.inverse().matrix), dtype=self.map.dtype,
+                                      device=self.map.device)
+        sources = []
+        if cfg.uses_predicted and job.prediction.semantics is not None and len(job.prediction) > 0:
+            with torch.no_grad():
+                prediction = job.prediction.to(self.map.device)
+                sources.append((predicted_observation(prediction, job.intrinsics, T_cam_world), cfg.predicted_weight))
+        if cfg.uses_external and job.labels is not None:
+            sources.append((external_observation(job.labels, self.map.num_classes, cfg.external_confidence,
+                                                 self.map.device), cfg.external_weight))
+        observation = combine(sources)
+        if observation is None:
+            return 0
+        with self.lock:
+            return observe(self.map, observation, job.depth_m.to(self.map.device), job.intrinsics, T_cam_world, cfg)
 
     def _on_keyframe(self, job: MappingJob, stage: dict[str, float]) -> None:
         self.keyframes.append(KeyframeView(job.keyframe_id, job.color, job.depth_m, job.intrinsics, job.T_world_cam))
@@ -234,6 +289,8 @@ class MappingBackend:
                 if refined is not None:
                     view.T_world_cam = refined
                     self.refined_poses[view.keyframe_id] = refined
+                    with self._cv:
+                        self._new_refined_poses[view.keyframe_id] = refined
         self._keyframe_count += 1
         if self.config.prune and self._keyframe_count % self.config.prune_every_keyframes == 0:
             t0 = time.perf_counter()
@@ -242,6 +299,12 @@ class MappingBackend:
             stage["prune_ms"] = 1000.0 * (time.perf_counter() - t0)
 
     # ---------------------------------------------------------------- reading
+
+    def take_refined_poses(self) -> dict[int, Pose]:
+        """Keyframe poses refined since the last call (keyframe id -> pose)."""
+        with self._cv:
+            taken, self._new_refined_poses = self._new_refined_poses, {}
+        return taken
 
     def render(self, T_world_cam: Pose, intrinsics: Intrinsics, channels) -> RenderOutput:
         with self.lock, torch.no_grad():

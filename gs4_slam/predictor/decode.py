@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from gs4_slam.camera import Intrinsics
 from gs4_slam.gaussians import GaussianSet, rgb_to_sh_dc
+from gs4_slam.lie import quat_multiply
 from gs4_slam.predictor.model import TOKEN_FIELDS
 
 
@@ -77,21 +78,6 @@ def baseline_tokens(grid: TokenGrid, num_classes: int, feature_dim: int) -> dict
     return zeros
 
 
-def _quat_multiply(a: Tensor, b: Tensor) -> Tensor:
-    """Hamilton product of (w, x, y, z) quaternions, broadcasting [..., 4]."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack(
-        (
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ),
-        dim=-1,
-    )
-
-
 def decode_image(
     tokens: dict[str, Tensor],
     grid: TokenGrid,
@@ -147,7 +133,7 @@ def decode_image(
     q_cam = F.normalize(identity + take("rotation"), dim=1)
     q_world_cam = Rotation.from_matrix(np.asarray(T_world_cam)[:3, :3]).as_quat()  # x, y, z, w
     q_wc = torch.tensor(np.roll(q_world_cam, 1), dtype=dtype, device=device)
-    quats = _quat_multiply(q_wc.expand_as(q_cam), q_cam)
+    quats = quat_multiply(q_wc.expand_as(q_cam), q_cam)
 
     base_logit = float(np.log(config.base_opacity / (1.0 - config.base_opacity)))
     opacity_logits = base_logit + take("opacity")[:, 0]

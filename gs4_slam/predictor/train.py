@@ -52,6 +52,10 @@ class TrainConfig:
     cache_dir: str = "build/cache/synthetic"
     weights_out: str = ""  # empty: weights/predictor.pt
     train_seeds: tuple[int, ...] = (0, 64)  # [first, end) of the training rooms
+    #: More training rooms [first, end), shorter (``extra_frames_per_sequence``):
+    #: class recognition needs many layouts more than many views of one.
+    extra_train_seeds: tuple[int, ...] = ()
+    extra_frames_per_sequence: int = 16
     heldout_seeds: tuple[int, ...] = (10000, 10008)  # never used for training
     frames_per_sequence: int = 40
     width: int = 320
@@ -66,6 +70,14 @@ class TrainConfig:
     semantic_render_weight: float = 0.1
     semantic_dense_weight: float = 1.0
     novel_weight: float = 1.0
+    #: Inverse class-frequency exponent of the semantic cross-entropies (0: unweighted,
+    #: 0.5: square-root balancing); rare classes are otherwise never predicted.
+    class_balance: float = 0.0
+    #: Extra frames per step through a semantics-only pass (dense and token
+    #: cross-entropy, no rendering): cheap, so the backbone sees many more layouts.
+    semantic_batch: int = 0
+    #: Weight of the token-level cross-entropy of that pass.
+    semantic_token_weight: float = 1.0
     checkpoint_every: int = 200
     log_every: int = 10
     seed: int = 0
@@ -121,16 +133,56 @@ def _view_losses(gaussians, frame: Frame, T_world_source: torch.Tensor, source: 
     return color, depth, sem
 
 
-def train_step(net, optimiser, pairs, stride: int, cfg: TrainConfig) -> dict[str, float]:
+def class_weights(sequences: list[CachedSequence], num_classes: int, exponent: float) -> torch.Tensor | None:
+    """Inverse-frequency class weights (frequency / median) ** -exponent, clipped to [0.2, 5]; None at 0."""
+    if exponent <= 0:
+        return None
+    counts = np.zeros(num_classes, dtype=np.float64)
+    for seq in sequences:
+        ids = seq.labels[seq.labels < num_classes]
+        counts += np.bincount(ids.ravel(), minlength=num_classes)[:num_classes]
+    present = counts > 0
+    freq = counts / counts.sum()
+    weights = np.ones(num_classes)
+    weights[present] = np.clip((freq[present] / np.median(freq[present])) ** -exponent, 0.2, 5.0)
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def token_labels(labels: torch.Tensor, stride: int, num_classes: int, min_share: float = 0.5) -> torch.Tensor:
+    """Majority class of each ``stride`` x ``stride`` token [B, H/s, W/s]; ignore where no class has ``min_share``."""
+    valid = labels < num_classes
+    one_hot = F.one_hot(torch.where(valid, labels, 0), num_classes).permute(0, 3, 1, 2).float()
+    one_hot = one_hot * valid[:, None].float()
+    share, majority = F.avg_pool2d(one_hot, stride).max(dim=1)
+    return torch.where(share >= min_share, majority, torch.full_like(majority, IGNORE_LABEL))
+
+
+def semantic_step_loss(net, frames: list[Frame], stride: int, cfg: TrainConfig, weights) -> torch.Tensor:
+    """Dense plus token cross-entropy of a semantics-only forward pass (no rendering)."""
+    rgb, depth = frame_tensors(frames, cfg.device)
+    out = net(rgb, depth, stride, dense_semantics=True)
+    labels = torch.from_numpy(np.stack([f.labels for f in frames]).astype(np.int64)).to(cfg.device)
+    dense = F.cross_entropy(out["dense_semantic"], labels, weight=weights, ignore_index=IGNORE_LABEL)
+    tokens = token_labels(labels, stride, net.config.num_classes)
+    token = F.cross_entropy(out["tokens"]["semantic"], tokens, weight=weights, ignore_index=IGNORE_LABEL)
+    return cfg.semantic_dense_weight * dense + cfg.semantic_token_weight * token
+
+
+def train_step(net, optimiser, pairs, stride: int, cfg: TrainConfig, weights=None,
+               semantic_frames: list[Frame] | None = None) -> dict[str, float]:
     net.train()
     frames = [p[0] for p in pairs]
     rgb, depth = frame_tensors(frames, cfg.device)
     out = net(rgb, depth, stride, dense_semantics=True)
     grid = pool_tokens(rgb, depth, stride, cfg.decode.min_valid_fraction)
     labels = torch.from_numpy(np.stack([f.labels for f in frames]).astype(np.int64)).to(cfg.device)
-    sem_dense = F.cross_entropy(out["dense_semantic"], labels, ignore_index=IGNORE_LABEL)
+    if weights is not None:
+        weights = weights.to(cfg.device)
+    sem_dense = F.cross_entropy(out["dense_semantic"], labels, weight=weights, ignore_index=IGNORE_LABEL)
     terms = {"color": 0.0, "depth": 0.0, "semantic_render": 0.0, "novel_color": 0.0}
     total = cfg.semantic_dense_weight * sem_dense
+    if semantic_frames:
+        total = total + semantic_step_loss(net, semantic_frames, stride, cfg, weights)
     for b, (source, nearby) in enumerate(pairs):
         gaussians = decode_image(out["tokens"], grid, b, source.intrinsics, source.T_world_cam_gt.matrix, cfg.decode)
         T_world_source = torch.as_tensor(source.T_world_cam_gt.matrix, dtype=torch.float32)
@@ -261,6 +313,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if overlap:
         raise ValueError(f"held-out seeds {sorted(overlap)} are also training seeds")
 
+    if cfg.extra_train_seeds:
+        extra = load_sequences(range(*cfg.extra_train_seeds), cache_dir, cfg.extra_frames_per_sequence, cfg.width,
+                               cfg.height, progress=progress)
+        overlap = set(range(*cfg.extra_train_seeds)) & (set(range(*cfg.heldout_seeds)) | set(range(*cfg.train_seeds)))
+        if overlap:
+            raise ValueError(f"extra training seeds {sorted(overlap)[:5]}... overlap the other seed ranges")
+        train_seqs = train_seqs + extra
+    weights = class_weights(train_seqs, cfg.net.num_classes, cfg.class_balance)
+    if weights is not None:
+        log.info("class weights: %s", np.round(weights.numpy(), 2).tolist())
+
     net = GaussianPredictionNet(cfg.net).to(cfg.device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sampler = PairSampler(train_seqs, (cfg.pair_offsets[0], cfg.pair_offsets[1]), cfg.seed)
@@ -277,13 +340,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     def elapsed() -> float:  # training time over all runs of this output folder
         return elapsed_before + time.time() - start_time
 
-    step = _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed)
+    step = _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed, weights)
     _save_checkpoint(checkpoint, net, optimiser, step, sampler, elapsed())
     plot_losses(csv_path, out_dir / "losses.png")
     return _finish(cfg, net, heldout_seqs, step, elapsed(), out_dir)
 
 
-def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed) -> int:
+def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed, weights=None) -> int:
     from tqdm import tqdm
 
     stride_rng = np.random.default_rng([cfg.seed, 7])
@@ -300,7 +363,8 @@ def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progres
             stride = int(cfg.strides[stride_rng.integers(len(cfg.strides))])
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate(step, cfg)
-            losses = train_step(net, optimiser, sampler.sample(cfg.batch_size), stride, cfg)
+            semantic_frames = [p[0] for p in sampler.sample(cfg.semantic_batch)] if cfg.semantic_batch else None
+            losses = train_step(net, optimiser, sampler.sample(cfg.batch_size), stride, cfg, weights, semantic_frames)
             step += 1
             if step % cfg.log_every == 0 or step == cfg.steps:
                 writer.writerow([step] + [f"{losses[k]:.6f}" for k in LOSS_COLUMNS[1:-1]]
@@ -329,9 +393,11 @@ def _finish(cfg: TrainConfig, net, heldout_seqs, step: int, seconds: float, out_
         "input": f"RGB-D {cfg.width}x{cfg.height}",
         "training_data": {
             "generator": "gs4_slam.synthetic (procedural rooms, Kinect-like noise)",
-            "train_seeds": list(range(*cfg.train_seeds)),
+            "train_seeds": list(range(*cfg.train_seeds)) + (list(range(*cfg.extra_train_seeds))
+                                                            if cfg.extra_train_seeds else []),
             "heldout_seeds": list(range(*cfg.heldout_seeds)),
             "frames_per_sequence": cfg.frames_per_sequence,
+            "extra_frames_per_sequence": cfg.extra_frames_per_sequence if cfg.extra_train_seeds else None,
         },
         "steps": step,
         "batch_size": cfg.batch_size,

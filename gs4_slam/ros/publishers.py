@@ -10,6 +10,7 @@ import collections
 import threading
 from dataclasses import dataclass
 
+import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
@@ -22,6 +23,7 @@ from std_msgs.msg import Header
 from gs4_slam.camera import Pose
 from gs4_slam.gaussians import GaussianSet
 from gs4_slam.labels import LabelSet
+from gs4_slam.mapping.semantic_fusion import rendered_classes
 from gs4_slam.msg import SlamStatus
 from gs4_slam.render import RenderOutput
 from gs4_slam.ros import conversions as conv
@@ -72,6 +74,7 @@ class SlamPublishers:
         self.render_color = node.create_publisher(Image, "~/render/color", reliable)
         self.render_depth = node.create_publisher(Image, "~/render/depth", reliable)
         self.render_semantic = node.create_publisher(Image, "~/render/semantic", reliable)
+        self.render_confidence = node.create_publisher(Image, "~/render/semantic_confidence", reliable)
         self.status = node.create_publisher(SlamStatus, "~/status", reliable)
         self.diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", reliable)
         self._path_poses: collections.deque[PoseStamped] = collections.deque(maxlen=path_max_poses)
@@ -127,14 +130,19 @@ class SlamPublishers:
         self.cloud.publish(cloud)
 
     def publish_renders(self, render: RenderOutput, stamp: Time, frame_id: str) -> None:
-        """Colour (rgb8), depth (32FC1, m) and semantics (class colours) of one render."""
+        """Colour (rgb8), depth (32FC1, m), semantics (class colours) and the class
+        probability (32FC1, 0..1; 0 where the map is empty) of one render."""
         if render.color is not None:
             self.render_color.publish(conv.image_msg_from_rgb(render.color.detach().cpu().numpy(), frame_id, stamp))
         if render.depth is not None:
             self.render_depth.publish(conv.image_msg_from_depth(render.depth.detach().cpu().numpy(), frame_id, stamp))
         if render.semantics is not None and render.semantics.shape[-1] > 0:
-            scores = render.semantics.detach().cpu().float().numpy()
-            self.render_semantic.publish(conv.image_msg_from_class_scores(scores, self.label_set, frame_id, stamp))
+            labels, confidence = rendered_classes(render.semantics.detach().cpu().float(),
+                                                  None if render.alpha is None else render.alpha.detach().cpu())
+            self.render_semantic.publish(conv.image_msg_from_labels(labels.numpy().astype(np.uint8), self.label_set,
+                                                                    frame_id, stamp))
+            self.render_confidence.publish(conv.image_msg_from_depth(confidence.numpy().astype(np.float32),
+                                                                     frame_id, stamp))
 
     def publish_status(self, report: StatusReport) -> None:
         state, name = _STATE[report.tracking]

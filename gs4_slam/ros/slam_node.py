@@ -7,9 +7,12 @@ Subscribes (RealSense names, remappable): ``camera/color/image_raw`` (rgb8/bgr8)
 ``camera/aligned_depth_to_color/image_raw`` (16UC1 mm / 32FC1 m),
 ``camera/color/camera_info``, optionally ``camera/labels/image_raw`` (class ids) and
 ``external_pose`` (PoseStamped). Publishes ``~/pose``, ``~/odometry``, ``~/path``,
-``~/map_cloud``, ``~/render/{color,depth,semantic}``, ``~/status``, ``/diagnostics``
-and TF map -> camera (with tf2_ros). Services ``~/save_map``, ``~/load_map``,
-``~/reset``, ``~/pause``, ``~/resume``.
+``~/map_cloud``, ``~/render/{color,depth,semantic,semantic_confidence}``, ``~/status``,
+``/diagnostics`` and TF map -> camera (with tf2_ros). Services ``~/save_map``, ``~/load_map``,
+``~/query_class``, ``~/reset``, ``~/pause``, ``~/resume``.
+
+The label image is fused into the map's classes when ``mapping.semantics.source`` is
+``external`` or ``both`` (and ``use_labels`` is true).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import rclpy
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import Point, PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -44,7 +47,8 @@ from gs4_slam.ros.services import PathRefused, confined_map_path
 from gs4_slam.ros.sync import create_synchronized_subscriptions, stamp_ns
 from gs4_slam.ros.worker import PeriodicThread, PipelineWorker
 from gs4_slam.slam import Slam, SlamConfig, SlamResult
-from gs4_slam.srv import LoadMap, SaveMap
+from gs4_slam.semantic_query import QueryConfig, UnknownClassError, query_class
+from gs4_slam.srv import LoadMap, QueryClass, SaveMap
 
 COLOR_TOPIC = "camera/color/image_raw"
 DEPTH_TOPIC = "camera/aligned_depth_to_color/image_raw"
@@ -52,6 +56,7 @@ INFO_TOPIC = "camera/color/camera_info"
 LABELS_TOPIC = "camera/labels/image_raw"
 EXTERNAL_POSE_TOPIC = "external_pose"
 VIRTUAL_CAMERA_FRAME = "virtual_camera"
+RENDER_CHANNELS = ("color", "depth", "semantics", "alpha")
 
 
 @dataclass(frozen=True)
@@ -146,10 +151,21 @@ class SlamNode(Node):
                                      callback_group=inputs)
         self.create_service(SaveMap, "~/save_map", self._save_map, callback_group=services)
         self.create_service(LoadMap, "~/load_map", self._load_map, callback_group=services)
+        self.create_service(QueryClass, "~/query_class", self._query_class, callback_group=services)
         self.create_service(Trigger, "~/reset", self._reset, callback_group=services)
         self.create_service(Trigger, "~/pause", self._pause, callback_group=services)
         self.create_service(Trigger, "~/resume", self._resume, callback_group=services)
         self.create_timer(1.0 / s.status_rate_hz, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup())
+        self._warn_label_settings()
+
+    def _warn_label_settings(self) -> None:
+        source = self.slam_config.mapping.semantics.source
+        if self.settings.use_labels and source == "predicted":
+            self.get_logger().warning(f"use_labels is true but mapping.semantics.source is 'predicted': {LABELS_TOPIC} "
+                                      "is synchronised but not fused (set it to 'external' or 'both')")
+        elif not self.settings.use_labels and source != "predicted":
+            self.get_logger().warning(f"mapping.semantics.source is {source!r} but use_labels is false: no label "
+                                      f"images arrive, so only the prediction is fused (set use_labels to true)")
 
     def _build_pipeline(self) -> Slam:
         """The pipeline; start-up failures that a parameter can fix name that parameter."""
@@ -271,9 +287,11 @@ class SlamNode(Node):
         intrinsics: Intrinsics = frame_intrinsics.without_distortion().scaled(width, height)
         if s.virtual_camera.enabled:
             pose = Pose.from_quat_xyzw(s.virtual_camera.position, s.virtual_camera.orientation_xyzw)
-            self.out.publish_renders(self.slam.render(pose, intrinsics), item.stamp, VIRTUAL_CAMERA_FRAME)
+            self.out.publish_renders(self.slam.render(pose, intrinsics, RENDER_CHANNELS), item.stamp,
+                                     VIRTUAL_CAMERA_FRAME)
         else:
-            self.out.publish_renders(self.slam.render(result.T_world_cam, intrinsics), item.stamp, item.camera_frame)
+            self.out.publish_renders(self.slam.render(result.T_world_cam, intrinsics, RENDER_CHANNELS), item.stamp,
+                                     item.camera_frame)
 
     def _report_error(self, what: str):
         def report(exc: BaseException) -> None:
@@ -347,6 +365,25 @@ class SlamNode(Node):
             return f"{len(self.slam.map_set())} Gaussians"
 
         return self._on_pipeline(load, response, f"loaded {path}")
+
+    def _query_class(self, request: QueryClass.Request, response: QueryClass.Response) -> QueryClass.Response:
+        """Count and cluster one class's Gaussians (on a snapshot: tracking goes on meanwhile)."""
+        config = QueryConfig(min_confidence=float(request.min_confidence))
+        try:
+            result = query_class(self.slam.map_set(), self.slam.label_set.class_names, request.class_name.strip(),
+                                 config)
+        except UnknownClassError as exc:
+            response.success, response.message = False, str(exc)
+            self.get_logger().warning(f"query_class: {exc}")
+            return response
+        response.success = True
+        response.message = f"{result.count} Gaussians of {result.class_name!r} in {len(result.clusters)} clusters"
+        response.count = result.count
+        response.cluster_sizes = [c.count for c in result.clusters]
+        response.centroids = [Point(x=c.centroid_m[0], y=c.centroid_m[1], z=c.centroid_m[2]) for c in result.clusters]
+        response.bbox_min = [Point(x=c.bbox_min_m[0], y=c.bbox_min_m[1], z=c.bbox_min_m[2]) for c in result.clusters]
+        response.bbox_max = [Point(x=c.bbox_max_m[0], y=c.bbox_max_m[1], z=c.bbox_max_m[2]) for c in result.clusters]
+        return response
 
     def _reset(self, _request, response: Trigger.Response) -> Trigger.Response:
         def reset() -> str:

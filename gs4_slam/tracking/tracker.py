@@ -314,6 +314,30 @@ class Tracker:
             self._store.replace_reference(keyframe, levels)
         self._reference = _Reference(keyframe, T_world_ref_m.copy(), levels)
 
+    def update_keyframe_pose(self, keyframe_id: int, T_world_cam: Pose) -> None:
+        """Take a keyframe pose refined by the mapping backend.
+
+        The record gets the new pose; when it is the current tracking reference,
+        the reference and the last poses (and so the motion model) move with it,
+        so the following frames continue from the refined pose.
+        """
+        if not 0 <= keyframe_id < len(self._store):
+            return
+        keyframe = self._store.records[keyframe_id]
+        old, new = keyframe.T_world_cam.matrix, T_world_cam.matrix
+        keyframe.T_world_cam = Pose(new.copy())
+        reference = self._reference
+        if reference is None or reference.keyframe.id != keyframe_id:
+            return
+        if self.config.keyframes.pose_distance(reference.T_world_ref, old) > 1e-6:
+            return  # the reference is a map rendering at another pose: leave it
+        correction = new @ inverse(old)
+        reference.T_world_ref = new.copy()
+        if self._T_world_last is not None:
+            self._T_world_last = correction @ self._T_world_last
+        if self._T_world_prev is not None:
+            self._T_world_prev = correction @ self._T_world_prev
+
     def track(self, frame: Frame) -> TrackingResult:
         """Estimate the pose of ``frame``; never raises on bad input data."""
         start = time.perf_counter()

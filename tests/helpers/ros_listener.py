@@ -33,6 +33,7 @@ OUTPUTS = {
     "render/color": Image,
     "render/depth": Image,
     "render/semantic": Image,
+    "render/semantic_confidence": Image,
     "status": SlamStatus,
 }
 
