@@ -87,19 +87,19 @@ def _raw_prediction(slam: Slam, frame, pose) -> torch.Tensor:
 
 
 def _table(rows: dict[str, dict]) -> str:
-    lines = [f"{'set-up':<14} {'mIoU':>6} {'pixel acc':>9} {'consistency':>11} {'Gaussians':>9} {'fps':>6}"]
+    lines = [f"{'set-up':<18} {'mIoU':>6} {'pixel acc':>9} {'consistency':>11} {'Gaussians':>9} {'fps':>6}"]
     for name, row in rows.items():
-        lines.append(f"{name:<14} {row['miou']:6.1f} {row['pixel_accuracy']:9.1f} {row['consistency']:11.3f} "
+        lines.append(f"{name:<18} {row['miou']:6.1f} {row['pixel_accuracy']:9.1f} {row['consistency']:11.3f} "
                      f"{row['n_gaussians']:9.0f} {row['fps']:6.1f}")
     return "\n".join(lines)
 
 
 def _per_class(rows: dict[str, dict], class_names) -> str:
     names = list(rows)
-    lines = [f"{'class':<16}" + "".join(f"{n:>14}" for n in names)]
+    lines = [f"{'class':<16}" + "".join(f"{n:>19}" for n in names)]
     for c, cname in enumerate(class_names):
         cells = [rows[n]["per_class_iou"][c] for n in names]
-        lines.append(f"{cname:<16}" + "".join(f"{'-':>14}" if v is None else f"{v:14.1f}" for v in cells))
+        lines.append(f"{cname:<16}" + "".join(f"{'-':>19}" if v is None else f"{v:19.1f}" for v in cells))
     return "\n".join(lines)
 
 

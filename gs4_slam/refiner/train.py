@@ -76,7 +76,7 @@ class RefinerTrainConfig:
     depth_weight: float = 1.0
     semantic_weight: float = 0.1
     novel_weight: float = 1.0
-    opacity_weight: float = 0.01
+    opacity_weight: float = 0.0  # L1 on refined opacities (0.01 was tried: it lowered opacities, which made insertion add more)
     checkpoint_every: int = 50
     log_every: int = 5
     seed: int = 0
