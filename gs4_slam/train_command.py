@@ -21,31 +21,28 @@ def _train_refiner(args: argparse.Namespace) -> int:
     return 0
 
 
+def _common_options(parser: argparse.ArgumentParser, name: str, config_class: str) -> None:
+    parser.add_argument("--config", help=f"YAML overlay of {config_class} (e.g. config/train_{name}.yaml)")
+    parser.add_argument("--device", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--out-dir", dest="out_dir", help=f"checkpoints and loss curves (default build/train/{name})")
+    parser.add_argument("--cache-dir", dest="cache_dir", help="rendered synthetic sequences (default build/cache/synthetic)")
+    parser.add_argument("--weights-out", dest="weights_out", help=f"where to write the weights (default weights/{name}.pt)")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out-dir")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a learned component (writes weights and a card)")
     models = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
     predictor = models.add_parser("predictor", help="the Gaussian Prediction Model (weights/predictor.pt)")
-    predictor.add_argument("--config", help="YAML overlay of TrainConfig (e.g. config/train_predictor.yaml)")
+    _common_options(predictor, "predictor", "TrainConfig")
     predictor.add_argument("--steps", type=int, help="optimisation steps")
     predictor.add_argument("--batch-size", type=int, dest="batch_size")
-    predictor.add_argument("--device", help="cpu or cuda")
-    predictor.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    predictor.add_argument("--out-dir", dest="out_dir", help="checkpoints, losses.csv/png (default build/train/predictor)")
-    predictor.add_argument("--cache-dir", dest="cache_dir", help="rendered synthetic sequences (default build/cache/synthetic)")
-    predictor.add_argument("--weights-out", dest="weights_out", help="where to write the weights (default weights/predictor.pt)")
-    predictor.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out-dir")
-    predictor.add_argument("--no-progress", action="store_true", help="no progress bar")
     predictor.set_defaults(func=_train_predictor)
 
     refiner = models.add_parser("refiner", help="the Gaussian Refinement Network (weights/refiner.pt)")
-    refiner.add_argument("--config", help="YAML overlay of RefinerTrainConfig (e.g. config/train_refiner.yaml)")
+    _common_options(refiner, "refiner", "RefinerTrainConfig")
     refiner.add_argument("--stage-steps", type=int, nargs="+", dest="stage_steps",
                          help="optimiser steps of each curriculum stage (2, 4, 8 frames)")
-    refiner.add_argument("--device", help="cpu or cuda")
-    refiner.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    refiner.add_argument("--out-dir", dest="out_dir", help="checkpoints and losses.csv (default build/train/refiner)")
-    refiner.add_argument("--cache-dir", dest="cache_dir", help="rendered synthetic sequences (default build/cache/synthetic)")
-    refiner.add_argument("--weights-out", dest="weights_out", help="where to write the weights (default weights/refiner.pt)")
-    refiner.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out-dir")
-    refiner.add_argument("--no-progress", action="store_true", help="no progress bar")
     refiner.set_defaults(func=_train_refiner)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import logging
 import random
 import time
@@ -24,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from gs4_slam import config as config_io
+from gs4_slam.training import overrides_from_args, write_card
 from gs4_slam.frame import IGNORE_LABEL, Frame
 from gs4_slam.losses import color_loss, depth_l1, semantic_nll
 from gs4_slam.predictor.data import CachedSequence, load_sequences
@@ -407,19 +407,13 @@ def _finish(cfg: TrainConfig, net, heldout_seqs, step: int, seconds: float, out_
         "heldout_metrics": metrics,
         "config": config_io.to_dict(cfg),
     }
-    card_path = weights_path.with_suffix(".json")
-    card_path.write_text(json.dumps(card, indent=2, default=str) + "\n")
-    (out_dir / "card.json").write_text(card_path.read_text())
-    log.info("weights written to %s, card to %s", weights_path, card_path)
+    write_card(card, weights_path, out_dir)
     return card
 
 
 def config_from_args(args) -> TrainConfig:
-    overrides = {}
-    for key in ("steps", "batch_size", "device", "out_dir", "weights_out", "threads", "cache_dir"):
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides[key] = value
+    keys = ("steps", "batch_size", "device", "out_dir", "weights_out", "threads", "cache_dir")
+    overrides = overrides_from_args(args, keys)
     paths = [args.config] if args.config else []
     cfg = config_io.load(TrainConfig, *paths, overrides=overrides)
     return dataclasses.replace(cfg)

@@ -16,7 +16,6 @@ back-propagation), the optimiser steps once per sequence.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import random
 import time
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from gs4_slam import config as config_io
+from gs4_slam.training import overrides_from_args, write_card
 from gs4_slam.frame import IGNORE_LABEL, Frame
 from gs4_slam.gaussians import GaussianMap, GaussianSet
 from gs4_slam.losses import color_loss, depth_l1, semantic_nll
@@ -361,19 +361,12 @@ def _finish(cfg, net, predictor, heldout, step: int, seconds: float, out_dir: Pa
         "heldout": {"refined": learned, "baseline_insert_only_and_opacity_pruning": baseline},
         "config": config_io.to_dict(cfg),
     }
-    card_path = weights_path.with_suffix(".json")
-    card_path.write_text(json.dumps(card, indent=2, default=str) + "\n")
-    (out_dir / "card.json").write_text(card_path.read_text())
-    log.info("weights written to %s, card to %s", weights_path, card_path)
+    write_card(card, weights_path, out_dir)
     return card
 
 
 def config_from_args(args) -> RefinerTrainConfig:
-    overrides = {}
-    for key in ("device", "out_dir", "weights_out", "threads", "cache_dir"):
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides[key] = value
+    overrides = overrides_from_args(args, ("device", "out_dir", "weights_out", "threads", "cache_dir"))
     if getattr(args, "stage_steps", None):
         overrides["stage_steps"] = tuple(args.stage_steps)
     return config_io.load(RefinerTrainConfig, *([args.config] if args.config else []), overrides=overrides)
