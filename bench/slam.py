@@ -79,15 +79,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{m['n_gaussians']} Gaussians, {m['fps']:.1f} frames/s", flush=True)
 
     print()
-    print(f"{'configuration':<32} {'ATE cm':>7} {'PSNR dB':>8} {'SSIM':>6} {'depth cm':>9} {'Gaussians':>10} "
+    print(f"{'configuration':<32} {'ATE cm':>7} {'PSNR dB':>8} {'w/ depth':>9} {'SSIM':>6} {'depth cm':>9} {'Gaussians':>10} "
           f"{'frames/s':>9} {'skipped':>8}")
     for name, m in results:
-        print(f"{name:<32} {m.get('ate_cm', float('nan')):>7.2f} {m['psnr']:>8.2f} {m['ssim']:>6.3f} "
+        print(f"{name:<32} {m.get('ate_cm', float('nan')):>7.2f} {m['psnr']:>8.2f} "
+              f"{m['psnr_pixels_with_depth']:>9.2f} {m['ssim']:>6.3f} "
               f"{m['depth_l1_cm']:>9.2f} {m['n_gaussians']:>10} {m['fps']:>9.1f} {m['mapping_jobs_skipped']:>8}")
     full = dict(results[0][1])
     stage = full.pop("stage_ms_mean", {})
     print("full system, mean ms per frame: " + ", ".join(f"{k} {v:.1f}" for k, v in stage.items()))
     summary = {"ate_cm": full.get("ate_cm"), "psnr": full["psnr"], "n_gaussians": full["n_gaussians"],
+               "psnr_pixels_with_depth": full["psnr_pixels_with_depth"],
                "fps": full["fps"], "ssim": full["ssim"], "depth_l1_cm": full["depth_l1_cm"],
                "frames": full["frames"], "predictor": "baseline" if args.baseline else "network"}
     for name, m in results[1:]:

@@ -102,7 +102,7 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
 
     indices = list(range(0, len(results), eval_every))
     panel_at = set(indices[:: max(1, len(indices) // max(panels, 1))][:panels])
-    psnrs, ssims, depth_errors = [], [], []
+    psnrs, psnrs_with_depth, ssims, depth_errors = [], [], [], []
     confusion = ConfusionMatrix.empty(slam.label_set.num_classes)
     for i in indices:
         frame = slam.prepare(reader[i])
@@ -111,6 +111,10 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
         color = out.color.clamp(0, 1).cpu().numpy()
         depth = out.depth.cpu().numpy()
         psnrs.append(psnr(color, frame.color_rgb))
+        # Pixels without depth never get Gaussians (they render black); this figure
+        # shows the map's quality where it can exist, beside the full-image PSNR.
+        if (frame.depth_m > 0).any():
+            psnrs_with_depth.append(psnr(color, frame.color_rgb, frame.depth_m > 0))
         ssims.append(ssim(color, frame.color_rgb.astype(np.float64) / 255.0))
         depth_errors.append(depth_l1_cm(depth, frame.depth_m))
         labels = None
@@ -121,7 +125,8 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
         if i in panel_at:
             panel = frame_panel(frame.color_rgb, frame.depth_m, frame.labels, color, depth, labels, slam.label_set)
             write_png(out_dir / "renders" / f"frame_{i:05d}.png", panel)
-    metrics = {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
+    metrics = {"psnr": float(np.mean(psnrs)), "psnr_pixels_with_depth": float(np.mean(psnrs_with_depth)) if psnrs_with_depth else float("nan"),
+               "ssim": float(np.mean(ssims)),
                "depth_l1_cm": float(np.mean(depth_errors)), "eval_frames": len(indices)}
     scores = confusion.scores()
     if scores.num_pixels:

@@ -153,3 +153,25 @@ def test_config_validation():
         MappingConfig(queue_size=0)
     with pytest.raises(ValueError, match="iterations"):
         OptimizationConfig(iterations=-1)
+
+
+def test_densify_adds_finer_gaussians_only_where_the_render_is_wrong():
+    from gs4_slam.mapping.densify import DensifyConfig, densify
+
+    h, w = K.height, K.width
+    color = torch.full((3, h, w), 0.5)
+    rendered = color.clone()
+    rendered[:, :, : w // 2] = 0.1  # the left half renders badly
+    depth = torch.full((h, w), 2.0)
+    depth[:8] = 0.0  # no depth at the top: nothing can be added there
+    extra = densify(rendered, color, depth, K, Pose(np.eye(4)), num_classes=3, feature_dim=2,
+                    config=DensifyConfig(enabled=True, stride=4, min_color_error=0.1))
+    u = extra.means[:, 0] / extra.means[:, 2] * K.fx + K.cx
+    v = extra.means[:, 1] / extra.means[:, 2] * K.fy + K.cy
+    assert len(extra) == (w // 2 // 4) * ((h - 8) // 4)
+    assert bool((u < w / 2).all()) and bool((v >= 8).all())
+    assert torch.allclose(extra.means[:, 2], torch.full((len(extra),), 2.0))
+    assert extra.semantics.shape == (len(extra), 3) and torch.allclose(extra.semantics.sum(1), torch.ones(len(extra)))
+    capped = densify(rendered, color, depth, K, Pose(np.eye(4)), 3, 2,
+                     DensifyConfig(enabled=True, stride=4, min_color_error=0.1, max_per_frame=5))
+    assert len(capped) == 5

@@ -168,3 +168,16 @@ def test_a_label_set_of_ones_own_works_with_external_labels(frames, tmp_path):
         assert load_map(tmp_path / "map.ply").label_names == ("structure", "furniture", "clutter")
     finally:
         slam.close()
+
+
+def test_densification_adds_gaussians_on_keyframes(frames):
+    plain, _ = _run(frames[:15], threaded=False)
+    dense, results = _run(frames[:15], threaded=False, mapping={"threaded": False, "refinement": {"enabled": False},
+                                                                  "densify": {"enabled": True}})
+    try:
+        assert dense.backend.stats.densified > 0
+        assert len(dense.backend) > len(plain.backend)
+        assert results_keyframes(results) >= 1
+    finally:
+        plain.close()
+        dense.close()

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from gs4_slam.camera import Intrinsics, Pose
 from gs4_slam.gaussians import GaussianMap, GaussianSet
+from gs4_slam.mapping.densify import DensifyConfig, densify
 from gs4_slam.mapping.insertion import InsertionConfig, select_new
 from gs4_slam.mapping.optimizer import (
     KeyframeView,
@@ -55,6 +56,7 @@ class MappingConfig:
     prune: bool = True  # floater removal (opacity, size, free space) on keyframes
     prune_every_keyframes: int = 1  # floater removal after every n-th keyframe
     insertion: InsertionConfig = field(default_factory=InsertionConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
     refinement: RefinerConfig = field(default_factory=RefinerConfig)
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
     semantics: SemanticFusionConfig = field(default_factory=SemanticFusionConfig)
@@ -85,6 +87,7 @@ class MappingStats:
     keyframes_skipped: int = 0
     inserted: int = 0
     pruned: int = 0
+    densified: int = 0  # finer Gaussians added where keyframes rendered badly
     refined: int = 0  # Gaussian updates by the refinement network
     merged: int = 0  # new Gaussians folded into mapped duplicates
     pruned_transparent: int = 0  # pruned below the refinement's opacity threshold
@@ -208,6 +211,10 @@ class MappingBackend:
             new = self._insert(job)
         added = int(new.numel())
         stage["insert_ms"] = 1000.0 * (time.perf_counter() - start)
+        if job.keyframe_id is not None and self.config.densify.enabled:
+            t0 = time.perf_counter()
+            new = torch.cat([new, self._densify(job)])
+            stage["densify_ms"] = 1000.0 * (time.perf_counter() - t0)
         t0 = time.perf_counter()
         self._refine(job, new)
         stage["refine_ms"] = 1000.0 * (time.perf_counter() - t0)
@@ -237,6 +244,26 @@ class MappingBackend:
         if len(candidates) > room:
             candidates = candidates.index(torch.arange(room))
         return self.map.add(candidates, keyframe_id=-1 if job.keyframe_id is None else job.keyframe_id)
+
+    def _densify(self, job: MappingJob) -> Tensor:
+        """Add finer Gaussians where the map renders the keyframe badly; their indices."""
+        none = torch.zeros(0, dtype=torch.long, device=self.map.device)
+        room = self.config.max_gaussians - len(self.map)
+        if len(self.map) == 0 or room <= 0:
+            return none
+        with torch.no_grad():
+            out = render(self.map, job.intrinsics, job.T_world_cam.inverse(), channels=("color",))
+            extra = densify(out.color.permute(2, 0, 1), job.color.to(self.map.device), job.depth_m.to(self.map.device),
+                            job.intrinsics, job.T_world_cam, self.map.num_classes, self.map.feature_dim,
+                            self.config.densify)
+        if len(extra) > room:
+            extra = extra.index(torch.arange(room, device=extra.device))
+        if len(extra) == 0:
+            return none
+        with self.lock:
+            added = self.map.add(extra.to(self.map.device), keyframe_id=job.keyframe_id)
+        self.stats.densified += len(extra)
+        return added
 
     def _refine(self, job: MappingJob, new: Tensor) -> None:
         T_cam_world = torch.as_tensor(np.array(job.T_world_cam.inverse().matrix), dtype=self.map.dtype,
