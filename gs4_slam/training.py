@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 from pathlib import Path
@@ -21,3 +22,14 @@ def write_card(card: dict, weights_path: Path, out_dir: Path) -> None:
     card_path.write_text(text)
     (Path(out_dir) / "card.json").write_text(text)
     log.info("weights written to %s, card to %s", weights_path, card_path)
+
+
+def truncate_loss_csv(csv_path: Path, last_step: int) -> None:
+    """Drop rows logged after the checkpoint a run resumes from (they are redone)."""
+    if not csv_path.exists():
+        return
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= last_step]
+    with csv_path.open("w", newline="") as fh:
+        csv.writer(fh).writerows(kept)

@@ -146,3 +146,22 @@ def test_training_smoke(tmp_path):
     for side in ("refined", "baseline_insert_only_and_opacity_pruning"):
         assert card["heldout"][side]["n_gaussians"] > 0 and np.isfinite(card["heldout"][side]["psnr"])
     load_weights(tmp_path / "refiner.pt")
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path):
+    import dataclasses
+
+    from gs4_slam.config import load
+    from gs4_slam.refiner.train import RefinerTrainConfig, train
+
+    cfg = load(RefinerTrainConfig, overrides={
+        "train_seeds": [900, 901], "heldout_seeds": [901, 902], "frames_per_sequence": 12, "width": 160,
+        "height": 128, "curriculum": [2, 3], "stage_steps": [1, 1], "frame_gap": 2, "eval_frames": 2,
+        "out_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
+        "weights_out": str(tmp_path / "refiner.pt"), "log_every": 1, "checkpoint_every": 1, "threads": 1,
+    })
+    first = train(cfg, progress=False)
+    resumed = train(dataclasses.replace(cfg, stage_steps=(1, 2)), resume=True, progress=False)
+    rows = (tmp_path / "out" / "losses.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3], "resume continues, it does not restart"
+    assert resumed["steps"] == 3 and resumed["training_seconds"] > first["training_seconds"]

@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from gs4_slam import config as config_io
-from gs4_slam.training import overrides_from_args, write_card
+from gs4_slam.training import overrides_from_args, truncate_loss_csv, write_card
 from gs4_slam.frame import IGNORE_LABEL, Frame
 from gs4_slam.losses import color_loss, depth_l1, semantic_nll
 from gs4_slam.predictor.data import CachedSequence, load_sequences
@@ -245,16 +245,6 @@ def _load_checkpoint(path: Path, net, optimiser, sampler: PairSampler) -> tuple[
     return int(state["step"]), float(state.get("elapsed_s", 0.0))
 
 
-def _truncate_csv(csv_path: Path, last_step: int) -> None:
-    """Drop rows logged after the checkpoint a run resumes from (they are redone)."""
-    if not csv_path.exists():
-        return
-    rows = list(csv.reader(csv_path.open()))
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= last_step]
-    with csv_path.open("w", newline="") as fh:
-        csv.writer(fh).writerows(kept)
-
-
 def plot_losses(csv_path: Path, png_path: Path) -> None:
     import matplotlib
 
@@ -332,7 +322,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     step, elapsed_before = 0, 0.0
     if resume and checkpoint.is_file():
         step, elapsed_before = _load_checkpoint(checkpoint, net, optimiser, sampler)
-        _truncate_csv(csv_path, step)
+        truncate_loss_csv(csv_path, step)
         log.info("resumed from %s at step %d", checkpoint, step)
     elif csv_path.exists():
         csv_path.unlink()

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from gs4_slam import config as config_io
-from gs4_slam.training import overrides_from_args, write_card
+from gs4_slam.training import overrides_from_args, truncate_loss_csv, write_card
 from gs4_slam.frame import IGNORE_LABEL, Frame
 from gs4_slam.gaussians import GaussianMap, GaussianSet
 from gs4_slam.losses import color_loss, depth_l1, semantic_nll
@@ -291,6 +291,7 @@ def train(cfg: RefinerTrainConfig, resume: bool = False, progress: bool = True) 
         sampler.rng.bit_generator.state = state["sampler_rng"]
         torch.set_rng_state(state["torch_rng"])
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
+        truncate_loss_csv(csv_path, step)
         log.info("resumed from %s at step %d", checkpoint, step)
     elif csv_path.exists():
         csv_path.unlink()
