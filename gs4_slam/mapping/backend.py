@@ -12,6 +12,7 @@ memory stays bounded. ``threaded=False`` handles each job inline
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
@@ -78,6 +79,12 @@ class MappingJob:
     prediction: GaussianSet
     keyframe_id: int | None  # set when the frame is a keyframe
     labels: Tensor | None = None  # [H, W] external class ids (IGNORE_LABEL = unknown), fused when configured
+
+    @functools.cached_property
+    def T_cam_world(self) -> Tensor:
+        """[4, 4] world-to-camera on the images' device (insertion, refinement and fusion all need it)."""
+        return torch.as_tensor(np.array(self.T_world_cam.inverse().matrix), dtype=self.color.dtype,
+                               device=self.color.device)
 
 
 @dataclass
@@ -234,8 +241,7 @@ class MappingBackend:
         if len(self.map) > 0:
             out = render(self.map, job.intrinsics, job.T_world_cam.inverse(), channels=("alpha", "depth"),
                          normalize_depth=True)
-            T_cam_world = torch.as_tensor(np.array(job.T_world_cam.inverse().matrix), dtype=self.map.dtype)
-            keep = select_new(candidates, T_cam_world, job.intrinsics, out.alpha, out.depth, self.config.insertion)
+            keep = select_new(candidates, job.T_cam_world, job.intrinsics, out.alpha, out.depth, self.config.insertion)
             candidates = candidates.index(keep)
         room = self.config.max_gaussians - len(self.map)
         if room <= 0:
@@ -266,10 +272,8 @@ class MappingBackend:
         return added
 
     def _refine(self, job: MappingJob, new: Tensor) -> None:
-        T_cam_world = torch.as_tensor(np.array(job.T_world_cam.inverse().matrix), dtype=self.map.dtype,
-                                      device=self.map.device)
         evidence = FrameEvidence(job.color.to(self.map.device), job.depth_m.to(self.map.device), job.intrinsics,
-                                 T_cam_world)
+                                 job.T_cam_world)
         with self.lock:
             report = self.refiner.refine(self.map, new, evidence)
         self.stats.refined += report.refined
@@ -281,13 +285,12 @@ class MappingBackend:
         cfg = self.config.semantics
         if self.map.num_classes == 0:
             return 0
-        T_cam_world = torch.as_tensor(np.array(job.T_world_cam.inverse().matrix), dtype=self.map.dtype,
-                                      device=self.map.device)
         sources = []
         if cfg.uses_predicted and job.prediction.semantics is not None and len(job.prediction) > 0:
             with torch.no_grad():
                 prediction = job.prediction.to(self.map.device)
-                sources.append((predicted_observation(prediction, job.intrinsics, T_cam_world), cfg.predicted_weight))
+                predicted = predicted_observation(prediction, job.intrinsics, job.T_cam_world)
+                sources.append((predicted, cfg.predicted_weight))
         if cfg.uses_external and job.labels is not None:
             sources.append((external_observation(job.labels, self.map.num_classes, cfg.external_confidence,
                                                  self.map.device), cfg.external_weight))
@@ -295,7 +298,8 @@ class MappingBackend:
         if observation is None:
             return 0
         with self.lock:
-            return observe(self.map, observation, job.depth_m.to(self.map.device), job.intrinsics, T_cam_world, cfg)
+            return observe(self.map, observation, job.depth_m.to(self.map.device), job.intrinsics, job.T_cam_world,
+                           cfg)
 
     def _on_keyframe(self, job: MappingJob, stage: dict[str, float]) -> None:
         self.keyframes.append(KeyframeView(job.keyframe_id, job.color, job.depth_m, job.intrinsics, job.T_world_cam))

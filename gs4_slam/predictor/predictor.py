@@ -16,6 +16,7 @@ from gs4_slam.gaussians import GaussianSet
 from gs4_slam.predictor.decode import DecodeConfig, baseline_tokens, decode_image, pool_tokens
 from gs4_slam.predictor.model import GaussianPredictionNet, PredictorNetConfig
 from gs4_slam.resources import find_data_file
+from gs4_slam.weights_io import load_payload, save_payload
 
 WEIGHTS_FORMAT = "gs4_slam.predictor/1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,31 +52,19 @@ class Prediction:
 
 def save_weights(path: Path, net: GaussianPredictionNet, decode: DecodeConfig, extra: dict | None = None) -> None:
     """Write a checkpoint loadable by :func:`load_weights` (atomically)."""
-    payload = {
+    save_payload(path, {
         "format": WEIGHTS_FORMAT,
         "net_config": dataclasses.asdict(net.config),
         "decode_config": dataclasses.asdict(decode),
         "state_dict": net.state_dict(),
         "extra": extra or {},
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    })
 
 
 def load_weights(path: Path, device: str = "cpu") -> tuple[GaussianPredictionNet, DecodeConfig, dict]:
     """Load a predictor checkpoint; clear errors for a missing or corrupt file."""
     path = Path(path)
-    if not path.is_file():
-        raise PredictorWeightsError(f"predictor weights not found at {path}; {RETRAIN_HINT}")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise PredictorWeightsError(f"predictor weights at {path} are unreadable ({exc}); {RETRAIN_HINT}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        raise PredictorWeightsError(f"{path} is not a {WEIGHTS_FORMAT} checkpoint; {RETRAIN_HINT}")
+    payload = load_payload(path, WEIGHTS_FORMAT, "predictor", RETRAIN_HINT, PredictorWeightsError, device)
     try:
         net_config = PredictorNetConfig(**{k: tuple(v) if isinstance(v, list) else v
                                            for k, v in payload["net_config"].items()})

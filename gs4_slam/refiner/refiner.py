@@ -31,6 +31,7 @@ from gs4_slam.refiner.model import RefinementNet, RefinerNetConfig
 from gs4_slam.render.projection import project_points
 from gs4_slam.resources import find_data_file
 from gs4_slam.spatial_index import VoxelHashIndex
+from gs4_slam.weights_io import load_payload, save_payload
 
 log = logging.getLogger(__name__)
 
@@ -86,25 +87,12 @@ class FrameEvidence:
 
 
 def save_weights(path: Path, net: RefinementNet, extra: dict | None = None) -> None:
-    payload = {"format": WEIGHTS_FORMAT, "net_config": dataclasses.asdict(net.config),
-               "state_dict": net.state_dict(), "extra": extra or {}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    save_payload(path, {"format": WEIGHTS_FORMAT, "net_config": dataclasses.asdict(net.config),
+                        "state_dict": net.state_dict(), "extra": extra or {}})
 
 
 def load_weights(path: Path, device: str | torch.device = "cpu") -> RefinementNet:
-    path = Path(path)
-    if not path.is_file():
-        raise RefinerWeightsError(f"refiner weights not found at {path}; {RETRAIN_HINT}")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise RefinerWeightsError(f"refiner weights at {path} are unreadable ({exc}); {RETRAIN_HINT}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        raise RefinerWeightsError(f"{path} is not a {WEIGHTS_FORMAT} checkpoint; {RETRAIN_HINT}")
+    payload = load_payload(path, WEIGHTS_FORMAT, "refiner", RETRAIN_HINT, RefinerWeightsError, device)
     try:
         net = RefinementNet(RefinerNetConfig(**payload["net_config"]))
         net.load_state_dict(payload["state_dict"])
