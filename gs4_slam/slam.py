@@ -113,6 +113,7 @@ class Slam:
                 f"{self.label_set.num_classes}: set mapping.semantics.source to 'external' to fuse your own "
                 "segmenter's labels, or use the predictor's label set (scannet20)"
             )
+        self.predictor.warm_up(self.config.working_width, self.config.working_height)
         self._undistorter = Undistorter()
         self._lock = threading.RLock()
         self._build()

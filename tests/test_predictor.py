@@ -74,6 +74,36 @@ def test_untrained_network_reproduces_the_baseline():
     assert torch.allclose(learned.semantics.sum(dim=1), torch.ones(len(learned)), atol=1e-5)
 
 
+@pytest.mark.parametrize("stride", [4, 8, 16])
+def test_frozen_cpu_graph_gives_the_eager_network_outputs(tmp_path, stride):
+    torch.manual_seed(0)
+    net = GaussianPredictionNet(PredictorNetConfig(widths=(8, 16, 16, 16)))
+    for module in net.modules():  # non-trivial heads and batch-norm statistics, so folding is exercised
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.normal_(module.weight, std=0.2)
+    save_weights(tmp_path / "w.pt", net, DecodeConfig())
+    frame = _plane_frame(1.5, hole=True)
+    eager = GaussianPredictor(PredictorConfig(weights=str(tmp_path / "w.pt"), stride=stride, freeze=False))
+    frozen = GaussianPredictor(PredictorConfig(weights=str(tmp_path / "w.pt"), stride=stride))
+    assert eager._frozen is None and frozen._frozen is not None
+    a, b = eager.predict(frame, Pose.identity()).gaussians, frozen.predict(frame, Pose.identity()).gaussians
+    assert len(a) == len(b) > 0
+    for name in ("means", "log_scales", "quats", "opacity_logits", "sh_dc", "semantics", "features"):
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-4), name
+    assert not torch.allclose(a.means, eager_baseline_means(frame, stride), atol=1e-4), "weights had no effect"
+    # A second image size gets its own graph rather than a wrong reuse of the first.
+    big = Frame(0.0, np.tile(frame.color_rgb, (2, 2, 1)), np.tile(frame.depth_m, (2, 2)),
+                Intrinsics(128, 96, 60.0, 60.0, 63.5, 47.5), Pose.identity())
+    assert len(frozen.predict(big, Pose.identity()).gaussians) == len(eager.predict(big, Pose.identity()).gaussians)
+
+
+def eager_baseline_means(frame: Frame, stride: int) -> torch.Tensor:
+    return GaussianPredictor(PredictorConfig(use_baseline=True, stride=stride)).predict(frame, Pose.identity()).gaussians.means
+
+
 def test_rejects_sizes_and_strides_it_cannot_handle():
     net = GaussianPredictionNet()
     with pytest.raises(ValueError, match="multiple of 16"):

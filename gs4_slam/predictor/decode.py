@@ -100,21 +100,22 @@ def decode_image(
         The valid tokens' Gaussians; ``semantics`` holds class probabilities.
     """
     s = grid.stride
-    valid = grid.valid[batch_index, 0].reshape(-1)  # [T]
+    # Indices once, not a boolean mask per field: each mask indexing is its own nonzero().
+    valid = grid.valid[batch_index, 0].reshape(-1).nonzero().squeeze(1)  # [T_valid]
 
     def take(name: str) -> Tensor:  # [T_valid, k]
         t = tokens[name][batch_index]
-        return t.reshape(t.shape[0], -1).t()[valid]
+        return t.reshape(t.shape[0], -1).index_select(1, valid).t()
 
     ht, wt = grid.valid.shape[-2:]
     device, dtype = grid.depth_m.device, grid.depth_m.dtype
     v_idx, u_idx = torch.meshgrid(
         torch.arange(ht, device=device, dtype=dtype), torch.arange(wt, device=device, dtype=dtype), indexing="ij"
     )
-    centre_px = torch.stack([u_idx, v_idx], dim=-1).reshape(-1, 2)[valid] * s + (s - 1) / 2.0
+    centre_px = torch.stack([u_idx, v_idx], dim=-1).reshape(-1, 2).index_select(0, valid) * s + (s - 1) / 2.0
     offset = torch.tanh(take("offset")) * (s / 2.0)
     uv = centre_px + offset  # [T, 2]
-    measured = grid.depth_m[batch_index, 0].reshape(-1)[valid][:, None]
+    measured = grid.depth_m[batch_index, 0].reshape(-1).index_select(0, valid)[:, None]
     z = measured * torch.exp(config.max_depth_correction * torch.tanh(take("depth")))  # [T, 1]
     x = (uv[:, :1] - intrinsics.cx) / intrinsics.fx * z
     y = (uv[:, 1:] - intrinsics.cy) / intrinsics.fy * z
@@ -123,7 +124,7 @@ def decode_image(
     T = torch.tensor(np.asarray(T_world_cam), dtype=dtype, device=device)
     means_world = means_cam @ T[:3, :3].T + T[:3, 3]
 
-    color = grid.color[batch_index].reshape(3, -1).t()[valid] + take("color")
+    color = grid.color[batch_index].reshape(3, -1).index_select(1, valid).t() + take("color")
     focal = 0.5 * (intrinsics.fx + intrinsics.fy)
     footprint = z * (s * config.footprint_scale / focal)
     limit = config.max_log_scale_correction

@@ -64,13 +64,18 @@ class QualityAccumulator:
 
     def __post_init__(self) -> None:
         self.psnr_own: list[float] = []
+        self.psnr_own_with_depth: list[float] = []
         self.depth_l1_cm: list[float] = []
         self.psnr_novel: list[float] = []
         self.confusion = ConfusionMatrix.empty(self.num_classes, ignore_label=IGNORE_LABEL)
 
     def add_own(self, rendered: dict[str, Tensor], frame: Frame) -> None:
         color = rendered["color"].detach().clamp(0, 1).cpu().numpy()
-        self.psnr_own.append(psnr(color, frame.color_rgb.astype(np.float64) / 255.0))
+        target = frame.color_rgb.astype(np.float64) / 255.0
+        self.psnr_own.append(psnr(color, target))
+        has_depth = np.nan_to_num(frame.depth_m) > 0
+        if has_depth.any():  # the only pixels that can get a Gaussian
+            self.psnr_own_with_depth.append(psnr(color, target, mask=has_depth))
         self.depth_l1_cm.append(depth_l1_cm(rendered["depth"].detach().cpu().numpy(), frame.depth_m))
         if frame.labels is not None and rendered["semantics"] is not None:
             predicted = rendered["semantics"].detach().argmax(dim=-1).cpu().numpy().astype(np.uint8)
@@ -85,6 +90,7 @@ class QualityAccumulator:
     def summary(self) -> dict[str, float]:
         out = {
             "psnr": float(np.mean(self.psnr_own)) if self.psnr_own else float("nan"),
+            "psnr_with_depth": float(np.mean(self.psnr_own_with_depth)) if self.psnr_own_with_depth else float("nan"),
             "depth_l1_cm": float(np.mean(self.depth_l1_cm)) if self.depth_l1_cm else float("nan"),
             "psnr_novel": float(np.mean(self.psnr_novel)) if self.psnr_novel else float("nan"),
             "frames": len(self.psnr_own),

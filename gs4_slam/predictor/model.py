@@ -129,6 +129,26 @@ class GaussianPredictionNet(nn.Module):
         height, width = rgb.shape[-2:]
         if height % 16 or width % 16:
             raise ValueError(f"image size {width}x{height} must be a multiple of 16")
+        return self._forward_unchecked(rgb, depth_m, stride, dense_semantics)
+
+    def token_outputs(self, rgb: Tensor, depth_m: Tensor, stride: int) -> tuple[Tensor, Tensor]:
+        """The token path alone, as two tensors: geometry [B, 14, Ht, Wt] and
+        semantic logits + feature [B, C + F, Ht, Wt] (traceable: no checks, no dicts)."""
+        level = self._decoder_level(rgb, depth_m, stride, need_d4=stride == 4)[0]
+        return self.geometry_heads[str(stride)](level), self.semantic_heads[str(stride)](level)
+
+    def split_tokens(self, geometry: Tensor, sem_feat: Tensor) -> dict[str, Tensor]:
+        """Raw token outputs by name (see TOKEN_FIELDS, plus semantic and feature)."""
+        tokens: dict[str, Tensor] = {}
+        start = 0
+        for name, k in TOKEN_FIELDS:
+            tokens[name] = geometry[:, start : start + k]
+            start += k
+        tokens["semantic"] = sem_feat[:, : self.config.num_classes]
+        tokens["feature"] = sem_feat[:, self.config.num_classes :]
+        return tokens
+
+    def _decoder_level(self, rgb: Tensor, depth_m: Tensor, stride: int, need_d4: bool) -> tuple[Tensor, Tensor | None]:
         x = self.normalise_input(rgb, depth_m)
         f2 = self.enc2(x)
         f4 = self.enc4(f2)
@@ -136,17 +156,14 @@ class GaussianPredictionNet(nn.Module):
         f16 = self.enc16(f8)
         d8 = self.up8(f16, f8)
         # The stride-4 level is only needed by stride-4 tokens and the dense head.
-        d4 = self.up4(d8, f4) if (stride == 4 or dense_semantics) else None
+        d4 = self.up4(d8, f4) if need_d4 else None
         level = {4: d4, 8: d8, 16: f16}[stride]
-        geometry = self.geometry_heads[str(stride)](level)
-        tokens: dict[str, Tensor] = {}
-        start = 0
-        for name, k in TOKEN_FIELDS:
-            tokens[name] = geometry[:, start : start + k]
-            start += k
-        sem_feat = self.semantic_heads[str(stride)](level)
-        tokens["semantic"] = sem_feat[:, : self.config.num_classes]
-        tokens["feature"] = sem_feat[:, self.config.num_classes :]
+        return level, d4
+
+    def _forward_unchecked(self, rgb: Tensor, depth_m: Tensor, stride: int, dense_semantics: bool) -> dict:
+        height, width = rgb.shape[-2:]
+        level, d4 = self._decoder_level(rgb, depth_m, stride, need_d4=stride == 4 or dense_semantics)
+        tokens = self.split_tokens(self.geometry_heads[str(stride)](level), self.semantic_heads[str(stride)](level))
         dense = None
         if dense_semantics:
             dense = self.dense_semantic_head(d4)

@@ -1,6 +1,7 @@
 """The Gaussian Prediction Model's entry point: RGB-D frame -> sparse semantic Gaussians."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from gs4_slam.camera import Pose
 from gs4_slam.frame import Frame
@@ -37,6 +38,7 @@ class PredictorConfig:
     stride: int = 8  # one Gaussian candidate per stride x stride pixels: 4, 8 or 16
     device: str = "cpu"  # cpu or cuda; inside Slam the top-level device decides
     use_baseline: bool = False  # the non-learned baseline instead of the network
+    freeze: bool = True  # CPU: run the network as a frozen channels-last TorchScript graph (same outputs, faster)
 
     def __post_init__(self) -> None:
         if self.stride not in (4, 8, 16):
@@ -85,6 +87,44 @@ def frame_tensors(frames: list[Frame], device: str | torch.device = "cpu") -> tu
     return rgb_t.contiguous(), depth_t.contiguous()
 
 
+class _FrozenTokenNet:
+    """The network's token path as frozen TorchScript graphs in channels-last layout.
+
+    Why: on 2 CPU cores at 320x240 the eager network took 31 ms; freezing folds each
+    batch norm into its convolution and oneDNN runs NHWC convolutions without
+    reordering, which brought it to 19.5 ms with outputs equal to 1e-5. One graph
+    is traced per (stride, batch, height, width), on first use (about a second).
+    """
+
+    def __init__(self, net: GaussianPredictionNet) -> None:
+        self.net = net
+        self._graphs: dict[tuple[int, ...], torch.jit.ScriptModule] = {}
+
+    def __call__(self, rgb: Tensor, depth: Tensor, stride: int) -> dict[str, Tensor]:
+        rgb = rgb.contiguous(memory_format=torch.channels_last)
+        depth = depth.contiguous(memory_format=torch.channels_last)
+        key = (stride, *rgb.shape)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = self._trace(rgb, depth, stride)
+        geometry, sem_feat = graph(rgb, depth)
+        return self.net.split_tokens(geometry.contiguous(), sem_feat.contiguous())
+
+    def _trace(self, rgb: Tensor, depth: Tensor, stride: int) -> torch.jit.ScriptModule:
+        module = _TokenPath(self.net, stride).to(memory_format=torch.channels_last).eval()
+        with torch.no_grad():
+            return torch.jit.freeze(torch.jit.trace(module, (rgb, depth), check_trace=False))
+
+
+class _TokenPath(nn.Module):
+    def __init__(self, net: GaussianPredictionNet, stride: int) -> None:
+        super().__init__()
+        self.net, self.stride = copy.deepcopy(net), stride
+
+    def forward(self, rgb: Tensor, depth: Tensor) -> tuple[Tensor, Tensor]:
+        return self.net.token_outputs(rgb, depth, self.stride)
+
+
 class GaussianPredictor:
     """Feed-forward RGB-D -> Gaussians, with the network or the baseline."""
 
@@ -102,6 +142,20 @@ class GaussianPredictor:
                     f"weights {weights} support strides {self.net.config.strides}, not {self.config.stride}"
                 )
             self.num_classes, self.feature_dim = self.net.config.num_classes, self.net.config.feature_dim
+        self._frozen = _FrozenTokenNet(self.net) if self.net is not None and self._freezes() else None
+
+    def warm_up(self, width: int, height: int) -> None:
+        """Build what the first frame of this size would otherwise wait for (the
+        frozen graph: a quarter of a second), so a live stream's first frames are not late."""
+        if self._frozen is None or width % 16 or height % 16:
+            return
+        rgb, depth = torch.zeros(1, 3, height, width, device=self.device), torch.ones(1, 1, height, width, device=self.device)
+        with torch.inference_mode():
+            self._frozen(rgb, depth, self.config.stride)
+
+    def _freezes(self) -> bool:
+        # CUDA gets no graph: the gain measured is oneDNN's, and gsplat's GPU path is not the bottleneck.
+        return self.config.freeze and self.device.type == "cpu"
 
     @torch.inference_mode()
     def predict(self, frame: Frame, T_world_cam: Pose, dense_semantics: bool = False) -> Prediction:
@@ -113,6 +167,8 @@ class GaussianPredictor:
         dense = None
         if self.net is None:
             tokens = baseline_tokens(grid, self.num_classes, self.feature_dim)
+        elif self._frozen is not None and not dense_semantics:
+            tokens = self._frozen(rgb, depth, self.config.stride)
         else:
             out = self.net(rgb, depth, self.config.stride, dense_semantics=dense_semantics)
             tokens = out["tokens"]
