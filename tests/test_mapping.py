@@ -156,7 +156,7 @@ def test_config_validation():
 
 
 def test_densify_adds_finer_gaussians_only_where_the_render_is_wrong():
-    from gs4_slam.mapping.densify import DensifyConfig, densify
+    from gs4_slam.mapping.densify import DensifyConfig, block_errors, densify
 
     h, w = K.height, K.width
     color = torch.full((3, h, w), 0.5)
@@ -164,14 +164,37 @@ def test_densify_adds_finer_gaussians_only_where_the_render_is_wrong():
     rendered[:, :, : w // 2] = 0.1  # the left half renders badly
     depth = torch.full((h, w), 2.0)
     depth[:8] = 0.0  # no depth at the top: nothing can be added there
-    extra = densify(rendered, color, depth, K, Pose(np.eye(4)), num_classes=3, feature_dim=2,
-                    config=DensifyConfig(enabled=True, stride=4, min_color_error=0.1))
+    config = DensifyConfig(enabled=True, stride=4, min_color_error=0.1)
+    extra = densify(block_errors(rendered, color, None, None, config), color, depth, K, Pose(np.eye(4)),
+                    num_classes=3, feature_dim=2, config=config)
     u = extra.means[:, 0] / extra.means[:, 2] * K.fx + K.cx
     v = extra.means[:, 1] / extra.means[:, 2] * K.fy + K.cy
     assert len(extra) == (w // 2 // 4) * ((h - 8) // 4)
     assert bool((u < w / 2).all()) and bool((v >= 8).all())
     assert torch.allclose(extra.means[:, 2], torch.full((len(extra),), 2.0))
     assert extra.semantics.shape == (len(extra), 3) and torch.allclose(extra.semantics.sum(1), torch.ones(len(extra)))
-    capped = densify(rendered, color, depth, K, Pose(np.eye(4)), 3, 2,
-                     DensifyConfig(enabled=True, stride=4, min_color_error=0.1, max_per_frame=5))
+    capped_config = DensifyConfig(enabled=True, stride=4, min_color_error=0.1, max_per_frame=5)
+    capped = densify(block_errors(rendered, color, None, None, capped_config), color, depth, K, Pose(np.eye(4)), 3, 2,
+                     capped_config)
     assert len(capped) == 5
+
+
+def test_label_errors_mark_blocks_whose_rendered_class_contradicts_the_label_image():
+    from gs4_slam.frame import IGNORE_LABEL
+    from gs4_slam.mapping.densify import DensifyConfig, block_errors
+
+    h, w = K.height, K.width
+    color = torch.zeros(3, h, w)
+    labels = torch.zeros(h, w, dtype=torch.uint8)
+    rendered = torch.zeros(h, w, dtype=torch.long)
+    rendered[:4, :4] = 1  # first block: every pixel wrong
+    rendered[:4, 4:8] = torch.tensor([1, 0, 0, 0])  # second block: a quarter wrong
+    labels[4:8, :4] = IGNORE_LABEL
+    rendered[4:8, :4] = 2  # third block: wrong, but nobody labelled it
+    config = DensifyConfig(stride=4, min_label_error=0.5)
+    score = block_errors(None, color, rendered, labels, config)
+    assert score.shape == (h // 4, w // 4)
+    assert score[0, 0] == pytest.approx(2.0) and score[0, 1] == pytest.approx(0.5)
+    assert score[1, 0] == 0.0 and int((score > 1).sum()) == 1
+    assert DensifyConfig().active(has_labels=True) and not DensifyConfig().active(has_labels=False)
+    assert not DensifyConfig(label_errors=False).active(has_labels=True)

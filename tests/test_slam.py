@@ -139,6 +139,31 @@ def test_external_label_images_are_fused_into_the_map(frames):
         slam.close()
 
 
+def test_label_errors_densify_object_borders(frames):
+    """With a label stream, keyframes get finer Gaussians where the map's classes contradict it."""
+    from gs4_slam.metrics.semantic_map import confusion_of_views, render_labels
+
+    accuracy, sizes = {}, {}
+    for label_errors in (False, True):
+        slam = Slam(load_slam_config(overrides={
+            "predictor": {"use_baseline": True},
+            "mapping": {"threaded": False, "semantics": {"source": "external"},
+                        "densify": {"label_errors": label_errors}}}))
+        try:
+            results = [slam.process(f) for f in frames[:20]]
+            slam.flush()
+            gaussians = slam.map_set()
+            views = [(render_labels(gaussians, f.intrinsics, r.T_world_cam).numpy(), f.labels)
+                     for f, r in list(zip(frames, results))[::5]]
+            accuracy[label_errors] = confusion_of_views(*zip(*views), slam.label_set.num_classes).scores().overall_accuracy
+            sizes[label_errors] = (len(gaussians), slam.backend.stats.densified)
+        finally:
+            slam.close()
+    assert sizes[False][1] == 0 and sizes[True][1] > 0, sizes
+    assert sizes[True][0] > sizes[False][0]
+    assert accuracy[True] > accuracy[False], accuracy
+
+
 def test_a_label_set_of_ones_own_works_with_external_labels(frames, tmp_path):
     """A user's segmenter with its own classes: the map keeps those classes and saves their names."""
     from gs4_slam.map_io import load_map

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from gs4_slam.camera import Intrinsics, Pose
 from gs4_slam.gaussians import GaussianMap, GaussianSet
-from gs4_slam.mapping.densify import DensifyConfig, densify
+from gs4_slam.mapping.densify import DensifyConfig, block_errors, densify
 from gs4_slam.mapping.insertion import InsertionConfig, select_new
 from gs4_slam.mapping.optimizer import (
     KeyframeView,
@@ -218,7 +218,7 @@ class MappingBackend:
             new = self._insert(job)
         added = int(new.numel())
         stage["insert_ms"] = 1000.0 * (time.perf_counter() - start)
-        if job.keyframe_id is not None and self.config.densify.enabled:
+        if job.keyframe_id is not None and self.config.densify.active(self._external_labels(job) is not None):
             t0 = time.perf_counter()
             new = torch.cat([new, self._densify(job)])
             stage["densify_ms"] = 1000.0 * (time.perf_counter() - t0)
@@ -257,11 +257,16 @@ class MappingBackend:
         room = self.config.max_gaussians - len(self.map)
         if len(self.map) == 0 or room <= 0:
             return none
+        cfg = self.config.densify
+        labels = self._external_labels(job) if cfg.label_errors else None
+        color = job.color.to(self.map.device)
         with torch.no_grad():
-            out = render(self.map, job.intrinsics, job.T_world_cam.inverse(), channels=("color",))
-            extra = densify(out.color.permute(2, 0, 1), job.color.to(self.map.device), job.depth_m.to(self.map.device),
-                            job.intrinsics, job.T_world_cam, self.map.num_classes, self.map.feature_dim,
-                            self.config.densify)
+            channels = ("color",) + (("semantics",) if labels is not None else ())
+            out = render(self.map, job.intrinsics, job.T_world_cam.inverse(), channels=channels)
+            rendered_labels = out.semantics.argmax(dim=-1) if labels is not None else None
+            score = block_errors(out.color.permute(2, 0, 1) if cfg.enabled else None, color, rendered_labels, labels, cfg)
+            extra = densify(score, color, job.depth_m.to(self.map.device), job.intrinsics, job.T_world_cam,
+                            self.map.num_classes, self.map.feature_dim, cfg)
         if len(extra) > room:
             extra = extra.index(torch.arange(room, device=extra.device))
         if len(extra) == 0:
@@ -270,6 +275,12 @@ class MappingBackend:
             added = self.map.add(extra.to(self.map.device), keyframe_id=job.keyframe_id)
         self.stats.densified += len(extra)
         return added
+
+    def _external_labels(self, job: MappingJob) -> Tensor | None:
+        """The job's label image when external labels are fused, on the map's device."""
+        if not self.config.semantics.uses_external or job.labels is None or self.map.num_classes == 0:
+            return None
+        return job.labels.to(self.map.device)
 
     def _refine(self, job: MappingJob, new: Tensor) -> None:
         evidence = FrameEvidence(job.color.to(self.map.device), job.depth_m.to(self.map.device), job.intrinsics,
