@@ -1,6 +1,6 @@
 """`gs4-slam replay`: a dataset through the ROS node graph, without `ros2 launch`.
 
-    gs4-slam replay synthetic build/demo/room --generate --seed 100 --frames 60 --out output/demo
+    gs4-slam replay synthetic build/demo/room-1000 --generate --seed 1000 --frames 60 --out output/demo
     gs4-slam replay tum ../shared/data/tum_fr1_xyz --out output/fr1_xyz --rate 0.5
     gs4-slam replay bag recording/ --out output/recording
 

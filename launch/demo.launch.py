@@ -17,7 +17,7 @@ from launch_ros.substitutions import FindPackageShare
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("gs4_slam")
     arguments = [
-        DeclareLaunchArgument("seed", default_value="100", description="synthetic room (fixes room, path and noise)"),
+        DeclareLaunchArgument("seed", default_value="1000", description="synthetic room (fixes room, path and noise)"),
         DeclareLaunchArgument("frames", default_value="60", description="frames of the synthetic room"),
         DeclareLaunchArgument("path", default_value="",
                               description="folder written by `gs4-slam generate` ('': render the room in memory)"),

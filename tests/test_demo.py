@@ -25,3 +25,29 @@ def test_offline_demo_writes_map_metrics_and_renders(tmp_path):
 def test_demo_is_the_replay_of_a_generated_room():
     args = _replay_args(argparse.Namespace(out="o", room="r", seed=4, frames=30, offline=False))
     assert (args.kind, args.path, args.generate, args.seed, args.frames, args.out) == ("synthetic", "r", True, 4, 30, "o")
+
+
+def test_demo_room_is_not_a_training_room_and_every_entry_point_agrees():
+    """The demo's metrics would be flattered by a room the networks were trained on."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from gs4_slam.demo import DEFAULT_ROOM, DEMO_SEED, add_parser
+
+    repo = Path(__file__).resolve().parents[1]
+    for card in ("predictor.json", "refiner.json"):
+        data = json.loads((repo / "weights" / card).read_text())
+        trained = set(data["training_data"]["train_seeds"])  # every seed, listed
+        assert len(trained) >= 64 and DEMO_SEED not in trained, card
+    player = yaml.safe_load((repo / "config" / "demo.yaml").read_text())["/**/dataset_player"]["ros__parameters"]
+    assert player["synthetic"]["seed"] == DEMO_SEED
+    launch_default = re.search(r'DeclareLaunchArgument\("seed", default_value="(\d+)"',
+                               (repo / "launch" / "demo.launch.py").read_text())
+    assert launch_default and int(launch_default.group(1)) == DEMO_SEED
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["demo", "--offline"])
+    assert args.seed == DEMO_SEED and args.room is None
+    assert DEFAULT_ROOM.format(seed=DEMO_SEED).endswith(str(DEMO_SEED))
