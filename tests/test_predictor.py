@@ -100,6 +100,22 @@ def test_frozen_cpu_graph_gives_the_eager_network_outputs(tmp_path, stride):
     assert len(frozen.predict(big, Pose.identity()).gaussians) == len(eager.predict(big, Pose.identity()).gaussians)
 
 
+def test_predictor_falls_back_to_the_eager_network_when_freezing_fails(tmp_path, monkeypatch, caplog):
+    net = GaussianPredictionNet(PredictorNetConfig(widths=(8, 16, 16, 16)))
+    save_weights(tmp_path / "w.pt", net, DecodeConfig())
+    frame = _plane_frame(1.5)
+
+    def no_torchscript(*args, **kwargs):
+        raise RuntimeError("TorchScript is not available")
+
+    monkeypatch.setattr(torch.jit, "trace", no_torchscript)
+    predictor = GaussianPredictor(PredictorConfig(weights=str(tmp_path / "w.pt")))
+    with caplog.at_level("WARNING"):
+        gaussians = predictor.predict(frame, Pose.identity()).gaussians
+    assert "running it eagerly" in caplog.text
+    assert len(gaussians) == 6 * 8
+
+
 def eager_baseline_means(frame: Frame, stride: int) -> torch.Tensor:
     return GaussianPredictor(PredictorConfig(use_baseline=True, stride=stride)).predict(frame, Pose.identity()).gaussians.means
 

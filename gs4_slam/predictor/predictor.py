@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from gs4_slam.predictor.decode import DecodeConfig, baseline_tokens, decode_imag
 from gs4_slam.predictor.model import GaussianPredictionNet, PredictorNetConfig
 from gs4_slam.resources import find_data_file
 from gs4_slam.weights_io import load_payload, save_payload
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FORMAT = "gs4_slam.predictor/1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -107,13 +110,23 @@ class _FrozenTokenNet:
         graph = self._graphs.get(key)
         if graph is None:
             graph = self._graphs[key] = self._trace(rgb, depth, stride)
+        if graph is _EAGER:
+            return self.net(rgb, depth, stride, dense_semantics=False)["tokens"]
         geometry, sem_feat = graph(rgb, depth)
         return self.net.split_tokens(geometry.contiguous(), sem_feat.contiguous())
 
-    def _trace(self, rgb: Tensor, depth: Tensor, stride: int) -> torch.jit.ScriptModule:
+    def _trace(self, rgb: Tensor, depth: Tensor, stride: int):
         module = _TokenPath(self.net, stride).to(memory_format=torch.channels_last).eval()
-        with torch.no_grad():
-            return torch.jit.freeze(torch.jit.trace(module, (rgb, depth), check_trace=False))
+        try:
+            with torch.no_grad():
+                return torch.jit.freeze(torch.jit.trace(module, (rgb, depth), check_trace=False))
+        except Exception as exc:  # a torch build without TorchScript: slower, not wrong
+            log.warning("could not freeze the predictor network (%s: %s); running it eagerly", type(exc).__name__, exc)
+            return _EAGER
+
+
+#: Marks a size whose graph could not be built.
+_EAGER = object()
 
 
 class _TokenPath(nn.Module):
