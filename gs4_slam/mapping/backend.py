@@ -218,9 +218,10 @@ class MappingBackend:
             new = self._insert(job)
         added = int(new.numel())
         stage["insert_ms"] = 1000.0 * (time.perf_counter() - start)
-        if job.keyframe_id is not None and self.config.densify.active(self._external_labels(job) is not None):
+        labels = self._external_labels(job)
+        if job.keyframe_id is not None and self.config.densify.active(labels is not None):
             t0 = time.perf_counter()
-            new = torch.cat([new, self._densify(job)])
+            new = torch.cat([new, self._densify(job, labels if self.config.densify.label_errors else None)])
             stage["densify_ms"] = 1000.0 * (time.perf_counter() - t0)
         t0 = time.perf_counter()
         self._refine(job, new)
@@ -251,14 +252,14 @@ class MappingBackend:
             candidates = candidates.index(torch.arange(room))
         return self.map.add(candidates, keyframe_id=-1 if job.keyframe_id is None else job.keyframe_id)
 
-    def _densify(self, job: MappingJob) -> Tensor:
-        """Add finer Gaussians where the map renders the keyframe badly; their indices."""
+    def _densify(self, job: MappingJob, labels: Tensor | None) -> Tensor:
+        """Add finer Gaussians where the map renders the keyframe badly (colours, or classes
+        against ``labels``); their indices."""
         none = torch.zeros(0, dtype=torch.long, device=self.map.device)
         room = self.config.max_gaussians - len(self.map)
         if len(self.map) == 0 or room <= 0:
             return none
         cfg = self.config.densify
-        labels = self._external_labels(job) if cfg.label_errors else None
         color = job.color.to(self.map.device)
         with torch.no_grad():
             channels = ("color",) + (("semantics",) if labels is not None else ())

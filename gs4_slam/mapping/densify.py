@@ -87,11 +87,10 @@ def densify(block_score: Tensor, color: Tensor, depth_m: Tensor, intrinsics: Int
     candidates = decode_image(tokens, grid, 0, intrinsics, T_world_cam.matrix, DecodeConfig())
     if len(candidates) == 0 or config.max_per_frame == 0:
         return candidates.index(torch.zeros(0, dtype=torch.long, device=color.device))
-    error = block_score
     T_cam_world = torch.as_tensor(np.array(T_world_cam.inverse().matrix), dtype=color.dtype, device=color.device)
     u, v, _, inside = project_points(candidates.means, T_cam_world, intrinsics)
-    block_error = torch.where(inside, error[(v // s).clamp(0, error.shape[0] - 1), (u // s).clamp(0, error.shape[1] - 1)],
-                              torch.zeros_like(u, dtype=error.dtype))
+    rows, cols = (v // s).clamp(0, block_score.shape[0] - 1), (u // s).clamp(0, block_score.shape[1] - 1)
+    block_error = torch.where(inside, block_score[rows, cols], torch.zeros_like(u, dtype=block_score.dtype))
     wanted = torch.nonzero(block_error > 1.0).flatten()
     if wanted.numel() > config.max_per_frame:
         wanted = wanted[torch.topk(block_error[wanted], config.max_per_frame).indices]

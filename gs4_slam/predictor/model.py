@@ -129,7 +129,13 @@ class GaussianPredictionNet(nn.Module):
         height, width = rgb.shape[-2:]
         if height % 16 or width % 16:
             raise ValueError(f"image size {width}x{height} must be a multiple of 16")
-        return self._forward_unchecked(rgb, depth_m, stride, dense_semantics)
+        level, d4 = self._decoder_level(rgb, depth_m, stride, need_d4=stride == 4 or dense_semantics)
+        tokens = self.split_tokens(self.geometry_heads[str(stride)](level), self.semantic_heads[str(stride)](level))
+        dense = None
+        if dense_semantics:
+            dense = self.dense_semantic_head(d4)
+            dense = nn.functional.interpolate(dense, size=(height, width), mode="bilinear", align_corners=False)
+        return {"tokens": tokens, "dense_semantic": dense}
 
     def token_outputs(self, rgb: Tensor, depth_m: Tensor, stride: int) -> tuple[Tensor, Tensor]:
         """The token path alone, as two tensors: geometry [B, 14, Ht, Wt] and
@@ -159,16 +165,6 @@ class GaussianPredictionNet(nn.Module):
         d4 = self.up4(d8, f4) if need_d4 else None
         level = {4: d4, 8: d8, 16: f16}[stride]
         return level, d4
-
-    def _forward_unchecked(self, rgb: Tensor, depth_m: Tensor, stride: int, dense_semantics: bool) -> dict:
-        height, width = rgb.shape[-2:]
-        level, d4 = self._decoder_level(rgb, depth_m, stride, need_d4=stride == 4 or dense_semantics)
-        tokens = self.split_tokens(self.geometry_heads[str(stride)](level), self.semantic_heads[str(stride)](level))
-        dense = None
-        if dense_semantics:
-            dense = self.dense_semantic_head(d4)
-            dense = nn.functional.interpolate(dense, size=(height, width), mode="bilinear", align_corners=False)
-        return {"tokens": tokens, "dense_semantic": dense}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -96,7 +96,7 @@ class _FrozenTokenNet:
     Why: on 2 CPU cores at 320x240 the eager network took 31 ms; freezing folds each
     batch norm into its convolution and oneDNN runs NHWC convolutions without
     reordering, which brought it to 19.5 ms with outputs equal to 1e-5. One graph
-    is traced per (stride, batch, height, width), on first use (about a second).
+    is traced per (stride, batch, height, width), on first use (about 0.2 s).
     """
 
     def __init__(self, net: GaussianPredictionNet) -> None:
