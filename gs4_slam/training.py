@@ -1,10 +1,13 @@
-"""What the training commands of the learned parts share: command-line overrides and model cards."""
+"""What the training commands of the learned parts share: command-line overrides,
+the loss log with its progress bar, and model cards."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -33,3 +36,30 @@ def truncate_loss_csv(csv_path: Path, last_step: int) -> None:
     kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= last_step]
     with csv_path.open("w", newline="") as fh:
         csv.writer(fh).writerows(kept)
+
+
+class LossLog:
+    """Rows of a loss CSV, flushed as written (a stopped run keeps its curve), and the run's progress bar."""
+
+    def __init__(self, writer, fh, bar) -> None:
+        self._writer, self._fh, self.bar = writer, fh, bar
+
+    def row(self, values: list) -> None:
+        self._writer.writerow(values)
+        self._fh.flush()
+
+
+@contextlib.contextmanager
+def loss_log(csv_path: Path, columns: list[str] | tuple[str, ...], total: int, initial: int, progress: bool,
+             desc: str, unit: str) -> Iterator[LossLog]:
+    """The loss CSV opened for appending (header only when new, so a resumed run
+    continues it) and a progress bar that starts at ``initial`` of ``total``."""
+    from tqdm import tqdm
+
+    new_file = not csv_path.exists()
+    with csv_path.open("a", newline="") as fh, tqdm(total=total, initial=initial, disable=not progress,
+                                                   desc=desc, unit=unit) as bar:
+        writer = csv.writer(fh)
+        if new_file:
+            writer.writerow(columns)
+        yield LossLog(writer, fh, bar)

@@ -101,7 +101,7 @@ class _FrozenTokenNet:
 
     def __init__(self, net: GaussianPredictionNet) -> None:
         self.net = net
-        self._graphs: dict[tuple[int, ...], torch.jit.ScriptModule] = {}
+        self._graphs: dict[tuple[int, ...], object] = {}  # a frozen graph, or _EAGER
 
     def __call__(self, rgb: Tensor, depth: Tensor, stride: int) -> dict[str, Tensor]:
         rgb = rgb.contiguous(memory_format=torch.channels_last)

@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from gs4_slam import config as config_io
-from gs4_slam.training import overrides_from_args, truncate_loss_csv, write_card
+from gs4_slam.training import loss_log, overrides_from_args, truncate_loss_csv, write_card
 from gs4_slam.frame import IGNORE_LABEL, Frame
 from gs4_slam.losses import color_loss, depth_l1, semantic_nll
 from gs4_slam.predictor.data import CachedSequence, load_sequences
@@ -337,17 +337,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
 
 def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed, weights=None) -> int:
-    from tqdm import tqdm
-
     stride_rng = np.random.default_rng([cfg.seed, 7])
     for _ in range(step):
         stride_rng.integers(len(cfg.strides))  # keep the stride sequence identical on resume
-    new_file = not csv_path.exists()
-    with csv_path.open("a", newline="") as fh, tqdm(total=cfg.steps, initial=step, disable=not progress,
-                                                   desc="train predictor", unit="step") as bar:
-        writer = csv.writer(fh)
-        if new_file:
-            writer.writerow(LOSS_COLUMNS)
+    with loss_log(csv_path, LOSS_COLUMNS, cfg.steps, step, progress, "train predictor", "step") as loss_rows:
         while step < cfg.steps:
             t0 = time.perf_counter()
             stride = int(cfg.strides[stride_rng.integers(len(cfg.strides))])
@@ -357,14 +350,13 @@ def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progres
             losses = train_step(net, optimiser, sampler.sample(cfg.batch_size), stride, cfg, weights, semantic_frames)
             step += 1
             if step % cfg.log_every == 0 or step == cfg.steps:
-                writer.writerow([step] + [f"{losses[k]:.6f}" for k in LOSS_COLUMNS[1:-1]]
-                                + [f"{time.perf_counter() - t0:.3f}"])
-                fh.flush()
-                bar.set_postfix(loss=f"{losses['total']:.4f}", color=f"{losses['color']:.4f}")
+                loss_rows.row([step] + [f"{losses[k]:.6f}" for k in LOSS_COLUMNS[1:-1]]
+                              + [f"{time.perf_counter() - t0:.3f}"])
+                loss_rows.bar.set_postfix(loss=f"{losses['total']:.4f}", color=f"{losses['color']:.4f}")
             if step % cfg.checkpoint_every == 0:
                 _save_checkpoint(checkpoint, net, optimiser, step, sampler, elapsed())
                 plot_losses(csv_path, csv_path.with_suffix(".png"))
-            bar.update(1)
+            loss_rows.bar.update(1)
     return step
 
 

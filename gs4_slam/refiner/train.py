@@ -15,7 +15,6 @@ back-propagation), the optimiser steps once per sequence.
 """
 from __future__ import annotations
 
-import csv
 import logging
 import random
 import time
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from gs4_slam import config as config_io
-from gs4_slam.training import overrides_from_args, truncate_loss_csv, write_card
+from gs4_slam.training import loss_log, overrides_from_args, truncate_loss_csv, write_card
 from gs4_slam.frame import IGNORE_LABEL, Frame
 from gs4_slam.gaussians import GaussianMap, GaussianSet
 from gs4_slam.losses import color_loss, depth_l1, semantic_nll
@@ -305,14 +304,7 @@ def train(cfg: RefinerTrainConfig, resume: bool = False, progress: bool = True) 
                     "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
         tmp.replace(checkpoint)
 
-    from tqdm import tqdm
-
-    new_file = not csv_path.exists()
-    with csv_path.open("a", newline="") as fh, tqdm(total=cfg.steps, initial=step, disable=not progress,
-                                                   desc="train refiner", unit="seq") as bar:
-        writer = csv.writer(fh)
-        if new_file:
-            writer.writerow(LOSS_COLUMNS)
+    with loss_log(csv_path, LOSS_COLUMNS, cfg.steps, step, progress, "train refiner", "seq") as loss_rows:
         while step < cfg.steps:
             t0 = time.perf_counter()
             count = cfg.frames_at(step)
@@ -326,13 +318,12 @@ def train(cfg: RefinerTrainConfig, resume: bool = False, progress: bool = True) 
             optimiser.step()
             step += 1
             if step % cfg.log_every == 0 or step == cfg.steps:
-                writer.writerow([step, count] + [f"{terms[k]:.6f}" for k in LOSS_COLUMNS[2:-1]]
-                                + [f"{time.perf_counter() - t0:.3f}"])
-                fh.flush()
-                bar.set_postfix(loss=f"{terms['total']:.4f}", frames=count)
+                loss_rows.row([step, count] + [f"{terms[k]:.6f}" for k in LOSS_COLUMNS[2:-1]]
+                              + [f"{time.perf_counter() - t0:.3f}"])
+                loss_rows.bar.set_postfix(loss=f"{terms['total']:.4f}", frames=count)
             if step % cfg.checkpoint_every == 0:
                 save_checkpoint()
-            bar.update(1)
+            loss_rows.bar.update(1)
     save_checkpoint()
     seconds = elapsed()
     return _finish(cfg, net.eval(), predictor, heldout, step, seconds, out_dir)
