@@ -63,3 +63,24 @@ def loss_log(csv_path: Path, columns: list[str] | tuple[str, ...], total: int, i
         if new_file:
             writer.writerow(columns)
         yield LossLog(writer, fh, bar)
+
+
+def start_run(cfg) -> Path:
+    """Fixed seeds, the thread count, and the run's output folder holding the
+    configuration it ran with (``cfg`` has ``seed``, ``threads`` and ``out_dir``)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from gs4_slam import config as config_io
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_io.dump(cfg, out_dir / "train_config.yaml")
+    return out_dir

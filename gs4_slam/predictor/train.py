@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from gs4_slam import config as config_io
-from gs4_slam.training import loss_log, overrides_from_args, truncate_loss_csv, write_card
+from gs4_slam.training import loss_log, overrides_from_args, start_run, truncate_loss_csv, write_card
 from gs4_slam.frame import IGNORE_LABEL, Frame
 from gs4_slam.losses import color_loss, depth_l1, semantic_nll
 from gs4_slam.predictor.data import CachedSequence, load_sequences
@@ -86,12 +86,6 @@ class TrainConfig:
     eval_frames_per_sequence: int = 4
     net: PredictorNetConfig = field(default_factory=PredictorNetConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class PairSampler:
@@ -288,12 +282,7 @@ def evaluate_heldout(predictor: GaussianPredictor, sequences: list[CachedSequenc
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train, write weights and their card, return the card."""
     start_time = time.time()
-    _seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_io.dump(cfg, out_dir / "train_config.yaml")
+    out_dir = start_run(cfg)
     cache_dir = Path(cfg.cache_dir)
     train_seqs = load_sequences(range(*cfg.train_seeds), cache_dir, cfg.frames_per_sequence, cfg.width, cfg.height,
                                 progress=progress)

@@ -16,7 +16,6 @@ back-propagation), the optimiser steps once per sequence.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from gs4_slam import config as config_io
-from gs4_slam.training import loss_log, overrides_from_args, truncate_loss_csv, write_card
+from gs4_slam.training import loss_log, overrides_from_args, start_run, truncate_loss_csv, write_card
 from gs4_slam.frame import IGNORE_LABEL, Frame
 from gs4_slam.gaussians import GaussianMap, GaussianSet
 from gs4_slam.losses import color_loss, depth_l1, semantic_nll
@@ -263,14 +262,7 @@ class SequenceSampler:
 
 def train(cfg: RefinerTrainConfig, resume: bool = False, progress: bool = True) -> dict:
     start_time = time.time()
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_io.dump(cfg, out_dir / "train_config.yaml")
+    out_dir = start_run(cfg)
     cache = Path(cfg.cache_dir)
     train_seqs = load_sequences(range(*cfg.train_seeds), cache, cfg.frames_per_sequence, cfg.width, cfg.height)
     heldout = load_sequences(range(*cfg.heldout_seeds), cache, cfg.frames_per_sequence, cfg.width, cfg.height)
