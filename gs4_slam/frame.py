@@ -10,6 +10,9 @@ from gs4_slam.camera import Intrinsics, Pose
 #: Class id that marks pixels without a semantic label.
 IGNORE_LABEL = 255
 
+#: Colour and depth further apart than this are not one observation.
+MAX_COLOR_DELAY_S = 0.5
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -23,6 +26,9 @@ class Frame:
         T_world_cam_gt: ground-truth camera-to-world pose, when the dataset has one.
         labels: uint8 array [H, W] of class ids (IGNORE_LABEL = unlabelled), optional.
         index: position of the frame in its sequence.
+        color_delay_s: how much later the colour image was captured than the
+            depth image (negative: earlier); 0 for synchronised sensors. The
+            tracker uses it to bring the colour to the depth image's time.
     """
 
     timestamp_s: float
@@ -32,8 +38,12 @@ class Frame:
     T_world_cam_gt: Pose | None = None
     labels: np.ndarray | None = None
     index: int = 0
+    color_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
+        if not abs(self.color_delay_s) < MAX_COLOR_DELAY_S:
+            raise ValueError(f"frame {self.index}: colour and depth are {self.color_delay_s} s apart; "
+                             f"at most {MAX_COLOR_DELAY_S} s can form one frame")
         h, w = self.intrinsics.height, self.intrinsics.width
         color, depth = self.color_rgb, self.depth_m
         if not isinstance(color, np.ndarray) or color.dtype != np.uint8 or color.shape != (h, w, 3):

@@ -152,7 +152,7 @@ class Slam:
             k = k.scaled(w, h)
         depth = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
         return Frame(frame.timestamp_s, np.ascontiguousarray(color), depth, k, frame.T_world_cam_gt, labels,
-                     frame.index)
+                     frame.index, frame.color_delay_s)
 
     def process(self, frame: Frame) -> SlamResult:
         """Track ``frame``, and map it when it is a keyframe or due for insertion."""

@@ -143,12 +143,22 @@ def test_replica_reader_on_the_fixture(shared_data):
 # ----------------------------------------------------------------------------- TUM, made here
 
 
+def test_tum_frames_carry_colour_times_on_request(tmp_path):
+    root = make_tum(tmp_path / "fr1_small", n=5)
+    by_colour = TumReader(root, ReaderOptions(timestamps="color"))
+    by_depth = TumReader(root)
+    assert by_colour[3].timestamp_s == pytest.approx(10.1)
+    np.testing.assert_allclose(by_depth.timestamps_s() - by_colour.timestamps_s(), 0.004, atol=1e-9)
+    with pytest.raises(ValueError, match="timestamps must be one of depth, color"):
+        ReaderOptions(timestamps="rgb")
+
+
 def test_tum_association_ground_truth_and_jpg(tmp_path):
     reader = TumReader(make_tum(tmp_path / "fr1_small", n=5, color_ext=".jpg"))
     assert len(reader) == 5  # the stray depth image is not associated
     assert reader.preset == "fr1"
     frame = reader[3]
-    assert frame.timestamp_s == pytest.approx(10.1)
+    assert frame.timestamp_s == pytest.approx(10.104)  # the depth image's time (see ReaderOptions.timestamps)
     assert frame.depth_m[1, 1] == pytest.approx((1.5 * 5000 + 3) / 5000)
     assert frame.depth_m[0, 0] == 0.0
     assert frame.T_world_cam_gt.translation[0] == pytest.approx(0.10)  # GT line at 10.10 s

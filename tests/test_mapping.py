@@ -9,7 +9,14 @@ from gs4_slam.camera import Intrinsics, Pose
 from gs4_slam.gaussians import GaussianMap, GaussianSet, rgb_to_sh_dc
 from gs4_slam.mapping.backend import MappingBackend, MappingConfig, MappingJob
 from gs4_slam.mapping.insertion import InsertionConfig, select_new
-from gs4_slam.mapping.optimizer import KeyframeView, OptimizationConfig, apply, free_space_floaters, optimize_window
+from gs4_slam.mapping.optimizer import (
+    KeyframeMemory,
+    KeyframeView,
+    OptimizationConfig,
+    apply,
+    free_space_floaters,
+    optimize_window,
+)
 from gs4_slam.refiner.refiner import RefinerConfig
 from gs4_slam.render import render
 
@@ -86,6 +93,48 @@ def test_joint_optimisation_reduces_the_loss_and_refines_poses():
     refined = report.refined_poses[1]
     assert abs(refined.translation[0] - 0.05) < abs(noisy.translation[0] - 0.05)
     assert np.allclose(report.refined_poses[0].matrix, np.eye(4), atol=1e-6), "the oldest keyframe anchors the gauge"
+
+
+def test_views_drawn_from_older_keyframes_keep_their_poses():
+    target = _plane(2.0, color=(0.2, 0.6, 0.9))
+    poses = [Pose.from_rt(np.eye(3), [x, 0.0, 0.0]) for x in (-0.04, 0.0, 0.04)]
+    views = [_view(target, p, i) for i, p in enumerate(poses)]
+    views[2].T_world_cam = Pose.from_rt(np.eye(3), [0.055, 0.0, 0.0])
+    report = optimize_window(GaussianMap.from_set(target), views, OptimizationConfig(iterations=5, lr_pose=2e-3),
+                             fixed_poses=2)
+    assert all(np.allclose(report.refined_poses[i].matrix, views[i].T_world_cam.matrix, atol=1e-6) for i in (0, 1))
+    assert not np.allclose(report.refined_poses[2].matrix, views[2].T_world_cam.matrix)
+
+
+def test_keyframe_memory_is_bounded_and_draws_distinct_views():
+    target = _plane(2.0, color=(0.2, 0.6, 0.9))
+    memory = KeyframeMemory(capacity=4, seed=1)
+    original = {}
+    for i in range(10):
+        view = _view(target, Pose.from_rt(np.eye(3), [0.01 * i, 0.0, 0.0]), i)
+        original[i] = view.color
+        memory.add(view)
+    assert len(memory) == 4
+    drawn = memory.draw(3)
+    ids = [v.keyframe_id for v in drawn]
+    assert len(set(ids)) == 3 and ids == sorted(ids)
+    for view in drawn:  # colour kept in 8 bits, returned in [0, 1]
+        assert view.color.dtype == torch.float32
+        assert float((view.color - original[view.keyframe_id]).abs().max()) <= 0.5 / 255 + 1e-6
+    assert len(memory.draw(10)) == 4
+    assert KeyframeMemory(capacity=0).draw(2) == []
+    with pytest.raises(ValueError, match="random_keyframes"):
+        OptimizationConfig(random_keyframes=3, stored_keyframes=2)
+
+
+def test_backend_draws_older_keyframes_into_the_window():
+    cfg = MappingConfig(threaded=False, refinement=RefinerConfig(enabled=False, merge=False, prune=False),
+                        optimization=OptimizationConfig(iterations=1, window=2, random_keyframes=2))
+    backend = MappingBackend(cfg, num_classes=0, feature_dim=0, label_names=())
+    for k in range(5):
+        backend.submit(_job(k, keyframe_id=k))
+    assert len(backend.older_keyframes) == 3  # five keyframes, two in the window
+    assert backend.stats.optimisations == 5
 
 
 def test_free_space_floaters_are_found():

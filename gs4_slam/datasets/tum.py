@@ -1,8 +1,10 @@
 """TUM RGB-D layout: ``rgb.txt``, ``depth.txt``, optional ``groundtruth.txt``.
 
 Colour and depth are associated one-to-one by nearest timestamp (at most
-``max_time_diff_s`` apart, 0.02 s by default, as the benchmark's associate.py);
-each frame takes the ground-truth pose nearest in time within the same bound.
+``max_time_diff_s`` apart, 0.02 s by default, as the benchmark's associate.py).
+A frame carries the depth image's time (``ReaderOptions.timestamps``: the
+tracked pose follows the depth) and takes the ground-truth pose nearest to it
+within the same bound.
 Depth is 16-bit PNG in units of 1/5000 m. The same layout serves sequences
 recorded with other sensors through the intrinsics and depth-scale overrides.
 """
@@ -90,7 +92,8 @@ class TumReader(SequenceReader):
             raise DatasetError(f"{rgb_list} and {depth_list}: no colour/depth pair within {opts.max_time_diff_s} s")
         if i_rgb.size < 0.5 * min(rgb_t.size, depth_t.size):
             log.warning("%s: only %d of %d colour images have a depth image", self.root, i_rgb.size, rgb_t.size)
-        self._timestamps = rgb_t[i_rgb]
+        self._timestamps = depth_t[i_depth] if opts.timestamps == "depth" else rgb_t[i_rgb]
+        self._color_delays_s = rgb_t[i_rgb] - depth_t[i_depth]
         self._color_paths = [self.root / rgb_names[i] for i in i_rgb]
         self._depth_paths = [self.root / depth_names[i] for i in i_depth]
         self._gt_matrices = self._associate_ground_truth(opts.max_time_diff_s)
@@ -130,6 +133,9 @@ class TumReader(SequenceReader):
 
     def _timestamp_s(self, i: int) -> float:
         return float(self._timestamps[i])
+
+    def _color_delay_s(self, i: int) -> float:
+        return float(self._color_delays_s[i])
 
     def _gt_pose(self, i: int) -> Pose | None:
         if self._gt_matrices is None or not np.isfinite(self._gt_matrices[i, 0, 0]):

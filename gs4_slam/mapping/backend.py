@@ -27,6 +27,7 @@ from gs4_slam.gaussians import GaussianMap, GaussianSet
 from gs4_slam.mapping.densify import DensifyConfig, block_errors, densify
 from gs4_slam.mapping.insertion import InsertionConfig, select_new
 from gs4_slam.mapping.optimizer import (
+    KeyframeMemory,
     KeyframeView,
     OptimizationConfig,
     OptimizationReport,
@@ -118,6 +119,8 @@ class MappingBackend:
         self.stats = MappingStats()
         self.refiner = GaussianRefiner(config.refinement, num_classes, feature_dim, device)
         self.keyframes: list[KeyframeView] = []
+        self.older_keyframes = KeyframeMemory(config.optimization.stored_keyframes if
+                                              config.optimization.random_keyframes else 0)
         self.refined_poses: dict[int, Pose] = {}
         self._new_refined_poses: dict[int, Pose] = {}  # not yet taken by the tracker
         self._keyframe_count = 0
@@ -314,13 +317,17 @@ class MappingBackend:
                            cfg)
 
     def _on_keyframe(self, job: MappingJob, stage: dict[str, float]) -> None:
+        cfg = self.config.optimization
         self.keyframes.append(KeyframeView(job.keyframe_id, job.color, job.depth_m, job.intrinsics, job.T_world_cam))
-        # Only the window is ever optimised again: older images are let go so
-        # memory stays flat however long the run.
-        del self.keyframes[: -self.config.optimization.window]
+        # Keyframes leaving the window go to the bounded memory (or are let go),
+        # so memory stays flat however long the run.
+        for view in self.keyframes[: -cfg.window]:
+            self.older_keyframes.add(view)
+        del self.keyframes[: -cfg.window]
         window = self.keyframes
+        drawn = self.older_keyframes.draw(cfg.random_keyframes)
         t0 = time.perf_counter()
-        report = optimize_window(self.map, window, self.config.optimization)
+        report = optimize_window(self.map, drawn + window, cfg, fixed_poses=len(drawn) + 1)
         with self.lock:
             apply(self.map, report)
         stage["optimize_ms"] = 1000.0 * (time.perf_counter() - t0)

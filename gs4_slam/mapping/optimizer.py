@@ -9,6 +9,7 @@ free (in front of the measured surface).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,12 +47,20 @@ class OptimizationConfig:
     max_scale_m: float = 0.3
     free_space_margin: float = 0.1  # fraction of the measured depth
     free_space_min_views: int = 2
+    #: Older keyframes drawn at random into every window, poses fixed. The window
+    #: alone only ever sees the latest views, so the rest of the map drifts from what
+    #: earlier keyframes saw (MonoGS draws older keyframes in for the same reason).
+    random_keyframes: int = 2
+    stored_keyframes: int = 60  # older keyframes kept for that draw (a random one leaves when full)
 
     def __post_init__(self) -> None:
         if not 0 <= self.iterations <= 50:
             raise ValueError(f"optimization.iterations must be in 0..50, got {self.iterations}")
         if self.window < 1:
             raise ValueError(f"optimization.window must be >= 1, got {self.window}")
+        if self.random_keyframes < 0 or self.stored_keyframes < self.random_keyframes:
+            raise ValueError("optimization.random_keyframes must be >= 0 and stored_keyframes at least as many, "
+                             f"got {self.random_keyframes} and {self.stored_keyframes}")
 
 
 @dataclass
@@ -63,6 +72,38 @@ class KeyframeView:
     depth_m: Tensor  # [H, W], 0 = invalid
     intrinsics: Intrinsics  # pinhole
     T_world_cam: Pose
+
+
+class KeyframeMemory:
+    """Keyframes that left the window, kept (bounded) to be drawn into later windows.
+
+    Colour is stored as 8 bits per channel: at 320x240 a keyframe costs about
+    0.5 MB, so the default 60 stay near 30 MB. When full, a random one leaves,
+    so the kept ones stay spread over the whole run rather than its recent part.
+    """
+
+    def __init__(self, capacity: int, seed: int = 0) -> None:
+        self.capacity = capacity
+        self._views: list[KeyframeView] = []
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def add(self, view: KeyframeView) -> None:
+        if self.capacity == 0:
+            return
+        if len(self._views) >= self.capacity:
+            del self._views[int(self._rng.integers(len(self._views)))]
+        self._views.append(dataclasses.replace(view, color=(view.color * 255.0).round().to(torch.uint8)))
+
+    def draw(self, count: int) -> list[KeyframeView]:
+        """Up to ``count`` distinct keyframes at random, oldest first, colour back in [0, 1]."""
+        count = min(count, len(self._views))
+        if count == 0:
+            return []
+        picks = np.sort(self._rng.choice(len(self._views), count, replace=False))
+        return [dataclasses.replace(self._views[i], color=self._views[i].color.float() / 255.0) for i in picks]
 
 
 @dataclass
@@ -92,11 +133,13 @@ def _visible_union(gmap: GaussianMap, views: list[KeyframeView]) -> Tensor:
     return visible
 
 
-def optimize_window(gmap: GaussianMap, views: list[KeyframeView], cfg: OptimizationConfig) -> OptimizationReport:
+def optimize_window(gmap: GaussianMap, views: list[KeyframeView], cfg: OptimizationConfig,
+                    fixed_poses: int = 1) -> OptimizationReport:
     """Run ``cfg.iterations`` joint steps over ``views``; :func:`apply` writes the result into ``gmap``.
 
     Only reads ``gmap``, so readers of the map need not wait for the (long)
-    optimisation; the short write-back is separate.
+    optimisation; the short write-back is separate. The first ``fixed_poses``
+    views keep their poses.
     """
     if cfg.iterations == 0 or not views or len(gmap) == 0:
         return OptimizationReport(0, 0, float("nan"), {})
@@ -111,11 +154,11 @@ def optimize_window(gmap: GaussianMap, views: list[KeyframeView], cfg: Optimizat
         {"params": [params["sh_dc"]], "lr": cfg.lr_color},
     ]
     dtype, device = subset.dtype, subset.device
-    # The oldest keyframe of the window anchors the gauge: its pose stays fixed.
-    twists = [torch.zeros(6, dtype=dtype, device=device, requires_grad=cfg.optimize_poses and i > 0)
+    # Fixed views (at least the window's oldest keyframe) anchor the gauge.
+    twists = [torch.zeros(6, dtype=dtype, device=device, requires_grad=cfg.optimize_poses and i >= fixed_poses)
               for i in range(len(views))]
-    if cfg.optimize_poses and len(views) > 1:
-        groups.append({"params": twists[1:], "lr": cfg.lr_pose})
+    if cfg.optimize_poses and len(views) > fixed_poses:
+        groups.append({"params": twists[fixed_poses:], "lr": cfg.lr_pose})
     optimiser = torch.optim.Adam(groups, eps=1e-15)
     bases = [torch.as_tensor(np.array(v.T_world_cam.inverse().matrix), dtype=dtype, device=device) for v in views]
     loss_value = float("nan")

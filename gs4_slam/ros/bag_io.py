@@ -210,7 +210,7 @@ class BagFrameReader:
         labels = None if frame.labels is None else resize_nearest(frame.labels, width, height)
         return Frame(frame.timestamp_s, resize_color(frame.color_rgb, width, height),
                      resize_nearest(frame.depth_m, width, height), frame.intrinsics.scaled(width, height),
-                     frame.T_world_cam_gt, labels, frame.index)
+                     frame.T_world_cam_gt, labels, frame.index, frame.color_delay_s)
 
     def close(self) -> None:
         self._reader.close()

@@ -67,6 +67,30 @@ def to_gray(color_rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(color_rgb, cv2.COLOR_RGB2GRAY)
 
 
+def gray_at_depth_time(gray: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics,
+                       T_depth_color: np.ndarray) -> np.ndarray:
+    """Resample ``gray`` [H, W] (taken from pose ``T_depth_color`` relative to the depth
+    camera) onto the depth image's pixels: each pixel with depth takes the intensity
+    where its 3D point appears in the colour image; pixels without depth keep theirs.
+
+    Unsynchronised sensors (TUM's Kinect: colour and depth about 6 ms apart)
+    otherwise pair every depth point with an intensity the camera saw from
+    elsewhere, which biases the photometric term whenever the camera moves.
+    cv2.remap does the bilinear lookup; the map is one vectorised projection.
+    """
+    h, w = depth_m.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
+    z = depth_m.astype(np.float32)
+    points = np.stack([(u - intrinsics.cx) / intrinsics.fx * z, (v - intrinsics.cy) / intrinsics.fy * z, z], axis=-1)
+    T_color_depth = np.linalg.inv(T_depth_color).astype(np.float32)
+    points = points @ T_color_depth[:3, :3].T + T_color_depth[:3, 3]
+    valid = (z > 0) & (points[..., 2] > 1e-6)
+    z_color = np.where(valid, points[..., 2], 1.0)
+    map_u = np.where(valid, points[..., 0] / z_color * intrinsics.fx + intrinsics.cx, u).astype(np.float32)
+    map_v = np.where(valid, points[..., 1] / z_color * intrinsics.fy + intrinsics.cy, v).astype(np.float32)
+    return cv2.remap(gray, map_u, map_v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def clean_depth(depth_m: np.ndarray, min_depth_m: float, max_depth_m: float) -> np.ndarray:
     """Depth with non-finite and out-of-range values set to 0 (invalid), float32."""
     depth = np.nan_to_num(np.asarray(depth_m, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)

@@ -65,7 +65,7 @@ class SolverConfig:
 
     levels: int = 3
     iterations: tuple[int, ...] = (3, 6, 10)
-    photometric_weight: float = 0.3
+    photometric_weight: float = 0.7
     geometric_sigma_m: float = 0.004
     photometric_sigma: float = 0.03
     huber_k: float = 2.0
