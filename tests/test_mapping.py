@@ -135,6 +135,10 @@ def test_backend_draws_older_keyframes_into_the_window():
         backend.submit(_job(k, keyframe_id=k))
     assert len(backend.older_keyframes) == 3  # five keyframes, two in the window
     assert backend.stats.optimisations == 5
+    backend.submit(_job(5, keyframe_id=None))
+    runs = backend.stats.stage_runs
+    assert runs["insert_ms"] == 6 and runs["optimize_ms"] == 5  # stage means are over the jobs that ran them
+    assert set(backend.stats.stage_ms_mean()) == set(runs)
 
 
 def test_free_space_floaters_are_found():

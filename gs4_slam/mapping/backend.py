@@ -103,7 +103,19 @@ class MappingStats:
     optimisations: int = 0
     last_job_ms: float = 0.0
     last_optimisation: OptimizationReport | None = None
-    stage_ms: dict[str, float] = field(default_factory=dict)
+    stage_ms: dict[str, float] = field(default_factory=dict)  # the last job's
+    stage_ms_sum: dict[str, float] = field(default_factory=dict)  # over all jobs that ran the stage
+    stage_runs: dict[str, int] = field(default_factory=dict)
+
+    def record(self, stage_ms: dict[str, float]) -> None:
+        self.stage_ms = stage_ms
+        for name, ms in stage_ms.items():
+            self.stage_ms_sum[name] = self.stage_ms_sum.get(name, 0.0) + ms
+            self.stage_runs[name] = self.stage_runs.get(name, 0) + 1
+
+    def stage_ms_mean(self) -> dict[str, float]:
+        """Mean time of each stage over the jobs that ran it (an optimisation: over keyframes)."""
+        return {name: total / self.stage_runs[name] for name, total in self.stage_ms_sum.items()}
 
 
 class MappingBackend:
@@ -237,7 +249,7 @@ class MappingBackend:
         self.stats.jobs_done += 1
         self.stats.inserted += added
         self.stats.last_job_ms = 1000.0 * (time.perf_counter() - start)
-        self.stats.stage_ms = stage
+        self.stats.record(stage)
 
     def _insert(self, job: MappingJob) -> Tensor:
         """Add the job's new Gaussians and return their indices (the caller holds the lock)."""

@@ -578,9 +578,8 @@ class Tracker:
             return None
         if abs(delay_s) > _MAX_COMPENSATED_DELAY * self._dt_prev_s:
             if not self._warned_delay:
-                _LOG.warning("colour and depth are %.1f ms apart, over %.0f %% of the frame interval: "
-                             "not compensated (synchronise the sensors)", 1000 * delay_s,
-                             100 * _MAX_COMPENSATED_DELAY)
+                _LOG.warning("colour and depth %.1f ms apart, over %.0f %% of the frame interval: such frames "
+                             "keep their colour as taken (warned once)", 1000 * delay_s, 100 * _MAX_COMPENSATED_DELAY)
                 self._warned_delay = True
             return None
         twist_per_s = se3_log(inverse(self._T_world_prev) @ self._T_world_last) / self._dt_prev_s
