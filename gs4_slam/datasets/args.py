@@ -11,6 +11,9 @@ if TYPE_CHECKING:
 #: TUM intrinsics presets (gs4_slam.datasets.tum.TUM_PRESETS), listed here to keep imports light.
 PRESET_NAMES = ("default", "fr1", "fr2", "fr3")
 
+#: Which image's time a frame carries where colour and depth differ (ReaderOptions.timestamps).
+TIMESTAMP_SOURCES = ("depth", "color")
+
 #: Dataset kinds (gs4_slam.datasets.factory.READERS) plus "auto".
 KIND_NAMES = ("auto", "replica", "scannet", "synthetic", "tum")
 
@@ -39,7 +42,7 @@ def add_reader_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--preset", choices=PRESET_NAMES, default=None, help="TUM intrinsics preset")
     group.add_argument(
-        "--timestamps", choices=("depth", "color"), default="depth",
+        "--timestamps", choices=TIMESTAMP_SOURCES, default="depth",
         help="TUM: a frame carries its depth image's time (default: the tracked pose follows the depth) "
         "or its colour image's",
     )

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from gs4_slam.camera import Intrinsics, Pose
+from gs4_slam.datasets.args import TIMESTAMP_SOURCES
 from gs4_slam.frame import Frame
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,6 @@ log = logging.getLogger(__name__)
 
 class DatasetError(ValueError):
     """A dataset file is missing, unreadable or inconsistent; the message names it."""
-
-
-#: Which image's time a frame carries where colour and depth differ (ReaderOptions.timestamps).
-TIMESTAMP_SOURCES = ("depth", "color")
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,18 @@ def to_gray(color_rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(color_rgb, cv2.COLOR_RGB2GRAY)
 
 
+def backproject(depth_m: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Depth [H, W] -> vertex map [H, W, 3] float32 in the camera frame."""
+    h, w = depth_m.shape
+    u = (np.arange(w, dtype=np.float32) - intrinsics.cx) / intrinsics.fx
+    v = (np.arange(h, dtype=np.float32) - intrinsics.cy) / intrinsics.fy
+    vertices = np.empty((h, w, 3), dtype=np.float32)
+    vertices[..., 0] = depth_m * u[None, :]
+    vertices[..., 1] = depth_m * v[:, None]
+    vertices[..., 2] = depth_m
+    return vertices
+
+
 def gray_at_depth_time(gray: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics,
                        T_depth_color: np.ndarray) -> np.ndarray:
     """Resample ``gray`` [H, W] (taken from pose ``T_depth_color`` relative to the depth
@@ -81,7 +93,7 @@ def gray_at_depth_time(gray: np.ndarray, depth_m: np.ndarray, intrinsics: Intrin
     h, w = depth_m.shape
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
     z = depth_m.astype(np.float32)
-    points = np.stack([(u - intrinsics.cx) / intrinsics.fx * z, (v - intrinsics.cy) / intrinsics.fy * z, z], axis=-1)
+    points = backproject(z, intrinsics)
     T_color_depth = np.linalg.inv(T_depth_color).astype(np.float32)
     points = points @ T_color_depth[:3, :3].T + T_color_depth[:3, 3]
     valid = (z > 0) & (points[..., 2] > 1e-6)

@@ -31,7 +31,7 @@ import numpy as np
 from gs4_slam.camera import Intrinsics
 from gs4_slam.tracking.kernels import load_kernel
 from gs4_slam.tracking.lie import orthonormalize, se3_exp
-from gs4_slam.tracking.preprocess import ImageLevel
+from gs4_slam.tracking.preprocess import ImageLevel, backproject
 
 
 @dataclass
@@ -157,18 +157,6 @@ class Alignment:
     iterations: int = 0
     ok: bool = False
     information: np.ndarray = field(default_factory=lambda: np.zeros((6, 6)))
-
-
-def backproject(depth_m: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
-    """Depth [H, W] -> vertex map [H, W, 3] float32 in the camera frame."""
-    h, w = depth_m.shape
-    u = (np.arange(w, dtype=np.float32) - intrinsics.cx) / intrinsics.fx
-    v = (np.arange(h, dtype=np.float32) - intrinsics.cy) / intrinsics.fy
-    vertices = np.empty((h, w, 3), dtype=np.float32)
-    vertices[..., 0] = depth_m * u[None, :]
-    vertices[..., 1] = depth_m * v[:, None]
-    vertices[..., 2] = depth_m
-    return vertices
 
 
 def normals_from_vertices(vertices: np.ndarray, max_relative_step: float = 0.05) -> np.ndarray:

@@ -564,7 +564,7 @@ class Tracker:
         T_last = self._T_world_last
         if not self.config.constant_velocity or self._T_world_prev is None or self._dt_prev_s is None:
             return T_last
-        twist = se3_log(inverse(self._T_world_prev) @ T_last)
+        twist = self._last_motion()
         # Frames can be dropped or strided: scale the last motion by the time ratio
         # (without usable timestamps, frames are taken as evenly spaced).
         ratio = self._frame_gap(timestamp_s) / self._dt_prev_s
@@ -582,8 +582,11 @@ class Tracker:
                              "keep their colour as taken (warned once)", 1000 * delay_s, 100 * _MAX_COMPENSATED_DELAY)
                 self._warned_delay = True
             return None
-        twist_per_s = se3_log(inverse(self._T_world_prev) @ self._T_world_last) / self._dt_prev_s
-        return se3_exp(twist_per_s * delay_s)
+        return se3_exp(self._last_motion() * (delay_s / self._dt_prev_s))
+
+    def _last_motion(self) -> np.ndarray:
+        """Twist [6] from the good pose before the last to the last (callers check both exist)."""
+        return se3_log(inverse(self._T_world_prev) @ self._T_world_last)
 
     def _frame_gap(self, timestamp_s: float) -> float:
         """Seconds since the last good frame; a nominal 1/30 s without usable timestamps."""
