@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
     network = GaussianPredictor(PredictorConfig(weights=str(args.weights)))
     infer_ms = _inference_ms(network, heldout[0].frame(0))
+    precision = network.network_precision
+    float32 = GaussianPredictor(PredictorConfig(weights=str(args.weights), precision="float32"))
+    infer_ms_float32 = _inference_ms(float32, heldout[0].frame(0))
 
     print(f"{'model':<9} {'stride':>6} {'data':<12} {'PSNR dB':>8} {'w/ depth':>9} {'novel dB':>9} {'depth cm':>9} "
           f"{'mIoU':>6} {'frames':>6}")
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['depth_l1_cm']:>9.2f} {miou:>6} {r['frames']:>6}")
     if pooled_tum is not None:
         print(f"reference: TUM frames averaged over 8x8 tokens and interpolated back: {pooled_tum:.2f} dB")
-    print(f"network inference at 320x240, stride 8: {infer_ms:.1f} ms (median, {torch.get_num_threads()} threads)")
+    print(f"network inference at 320x240, stride 8: {infer_ms:.1f} ms in {precision} (the default here; "
+          f"float32: {infer_ms_float32:.1f} ms), median, {torch.get_num_threads()} threads")
 
     out = {
         "psnr_synth": figures[("network", 8)]["psnr"],
@@ -125,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         "psnr_tum_with_depth": tum_rows.get("network", {}).get("psnr_with_depth"),
         "pooled_image_psnr_tum": pooled_tum,
         "infer_ms_320x240": infer_ms,
+        "infer_precision": precision,
+        "infer_ms_320x240_float32": infer_ms_float32,
     }
     for stride in (4, 16):
         for name in ("network", "baseline"):

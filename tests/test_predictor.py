@@ -86,7 +86,7 @@ def test_frozen_cpu_graph_gives_the_eager_network_outputs(tmp_path, stride):
     save_weights(tmp_path / "w.pt", net, DecodeConfig())
     frame = _plane_frame(1.5, hole=True)
     eager = GaussianPredictor(PredictorConfig(weights=str(tmp_path / "w.pt"), stride=stride, freeze=False))
-    frozen = GaussianPredictor(PredictorConfig(weights=str(tmp_path / "w.pt"), stride=stride))
+    frozen = GaussianPredictor(PredictorConfig(weights=str(tmp_path / "w.pt"), stride=stride, precision="float32"))
     assert eager._frozen is None and frozen._frozen is not None
     a, b = eager.predict(frame, Pose.identity()).gaussians, frozen.predict(frame, Pose.identity()).gaussians
     assert len(a) == len(b) > 0
@@ -97,6 +97,43 @@ def test_frozen_cpu_graph_gives_the_eager_network_outputs(tmp_path, stride):
     big = Frame(0.0, np.tile(frame.color_rgb, (2, 2, 1)), np.tile(frame.depth_m, (2, 2)),
                 Intrinsics(128, 96, 60.0, 60.0, 63.5, 47.5), Pose.identity())
     assert len(frozen.predict(big, Pose.identity()).gaussians) == len(eager.predict(big, Pose.identity()).gaussians)
+
+
+def _random_net(widths=(8, 16, 16, 16)) -> GaussianPredictionNet:
+    torch.manual_seed(0)
+    net = GaussianPredictionNet(PredictorNetConfig(widths=widths))
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.normal_(module.weight, std=0.1)
+    return net
+
+
+def test_bfloat16_graph_stays_close_to_float32(tmp_path):
+    save_weights(tmp_path / "w.pt", _random_net(), DecodeConfig())
+    frame = _plane_frame(1.5, hole=True)
+    outputs = {}
+    for precision in ("float32", "bfloat16"):
+        predictor = GaussianPredictor(PredictorConfig(weights=str(tmp_path / "w.pt"), precision=precision))
+        assert predictor._frozen.dtype == getattr(torch, precision)
+        outputs[precision] = predictor.predict(frame, Pose.identity()).gaussians
+    a, b = outputs["float32"], outputs["bfloat16"]
+    assert b.means.dtype == torch.float32 and len(a) == len(b) > 0
+    assert not torch.equal(a.means, b.means), "the bfloat16 graph gave bit-identical outputs: not bfloat16"
+    # bfloat16 keeps 8 bits of mantissa: centres to millimetres at 1.5 m, colours to a few levels.
+    assert (a.means - b.means).abs().max() < 0.01
+    assert (a.sh_dc - b.sh_dc).abs().max() < 0.05
+    assert (a.semantics - b.semantics).abs().max() < 0.05
+
+
+def test_auto_precision_follows_the_cpu(tmp_path, monkeypatch):
+    from gs4_slam.predictor import predictor as module
+
+    save_weights(tmp_path / "w.pt", _random_net(), DecodeConfig())
+    for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(module, "cpu_has_native_bf16", lambda native=native: native)
+        assert GaussianPredictor(PredictorConfig(weights=str(tmp_path / "w.pt")))._frozen.dtype == dtype
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
+        PredictorConfig(precision="fp16")
 
 
 def test_predictor_falls_back_to_the_eager_network_when_freezing_fails(tmp_path, monkeypatch, caplog):

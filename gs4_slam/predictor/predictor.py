@@ -42,10 +42,33 @@ class PredictorConfig:
     device: str = "cpu"  # cpu or cuda; inside Slam the top-level device decides
     use_baseline: bool = False  # the non-learned baseline instead of the network
     freeze: bool = True  # CPU: run the network as a frozen channels-last TorchScript graph (same outputs, faster)
+    #: Arithmetic of that frozen graph: float32, bfloat16, or auto (bfloat16 where the
+    #: CPU has native bf16 instructions, float32 elsewhere).
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.stride not in (4, 8, 16):
             raise ValueError(f"predictor.stride must be 4, 8 or 16, got {self.stride}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"predictor.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 convolutions natively here (AVX512-BF16 or AMX);
+    elsewhere it emulates them, slower than float32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the query
+        return False
+
+
+def graph_dtype(precision: str) -> torch.dtype:
+    if precision == "auto":
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
 
 
 @dataclass
@@ -97,26 +120,32 @@ class _FrozenTokenNet:
     batch norm into its convolution and oneDNN runs NHWC convolutions without
     reordering, which brought it to 19.5 ms with outputs equal to 1e-5. One graph
     is traced per (stride, batch, height, width), on first use (about 0.2 s).
+
+    In bfloat16 (``dtype``; CPUs with native bf16 instructions) the same graph took
+    12.5 ms instead of 21 ms, and the held-out figures moved by at most 0.003 dB PSNR,
+    0.001 cm depth L1 and 0.2 mIoU (a few tokens near a class boundary flip); outputs
+    come back in float32.
     """
 
-    def __init__(self, net: GaussianPredictionNet) -> None:
+    def __init__(self, net: GaussianPredictionNet, dtype: torch.dtype = torch.float32) -> None:
         self.net = net
+        self.dtype = dtype
         self._graphs: dict[tuple[int, ...], object] = {}  # a frozen graph, or _EAGER
 
     def __call__(self, rgb: Tensor, depth: Tensor, stride: int) -> dict[str, Tensor]:
-        rgb = rgb.contiguous(memory_format=torch.channels_last)
-        depth = depth.contiguous(memory_format=torch.channels_last)
+        rgb = rgb.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        depth = depth.to(self.dtype).contiguous(memory_format=torch.channels_last)
         key = (stride, *rgb.shape)
         graph = self._graphs.get(key)
         if graph is None:
             graph = self._graphs[key] = self._trace(rgb, depth, stride)
         if graph is _EAGER:
-            return self.net(rgb, depth, stride, dense_semantics=False)["tokens"]
+            return self.net(rgb.float(), depth.float(), stride, dense_semantics=False)["tokens"]
         geometry, sem_feat = graph(rgb, depth)
-        return self.net.split_tokens(geometry.contiguous(), sem_feat.contiguous())
+        return self.net.split_tokens(geometry.float().contiguous(), sem_feat.float().contiguous())
 
     def _trace(self, rgb: Tensor, depth: Tensor, stride: int):
-        module = _TokenPath(self.net, stride).to(memory_format=torch.channels_last).eval()
+        module = _TokenPath(self.net, stride).to(memory_format=torch.channels_last, dtype=self.dtype).eval()
         try:
             with torch.no_grad():
                 return torch.jit.freeze(torch.jit.trace(module, (rgb, depth), check_trace=False))
@@ -155,7 +184,12 @@ class GaussianPredictor:
                     f"weights {weights} support strides {self.net.config.strides}, not {self.config.stride}"
                 )
             self.num_classes, self.feature_dim = self.net.config.num_classes, self.net.config.feature_dim
-        self._frozen = _FrozenTokenNet(self.net) if self.net is not None and self._freezes() else None
+        self._frozen = None
+        if self.net is not None and self._freezes():
+            self._frozen = _FrozenTokenNet(self.net, graph_dtype(self.config.precision))
+            log.info("predictor network: frozen CPU graph in %s", self.network_precision)
+        elif self.config.precision == "bfloat16":
+            log.warning("predictor.precision bfloat16 applies to the frozen CPU graph only; running in float32")
 
     def warm_up(self, width: int, height: int) -> None:
         """Build what the first frame of this size would otherwise wait for (the
@@ -165,6 +199,13 @@ class GaussianPredictor:
         rgb, depth = torch.zeros(1, 3, height, width, device=self.device), torch.ones(1, 1, height, width, device=self.device)
         with torch.inference_mode():
             self._frozen(rgb, depth, self.config.stride)
+
+    @property
+    def network_precision(self) -> str:
+        """What the network runs in: ``bfloat16``/``float32`` (frozen graph), ``float32 (eager)`` or ``baseline``."""
+        if self.net is None:
+            return "baseline"
+        return str(self._frozen.dtype).removeprefix("torch.") if self._frozen is not None else "float32 (eager)"
 
     def _freezes(self) -> bool:
         # CUDA gets no graph: the gain measured is oneDNN's, and gsplat's GPU path is not the bottleneck.
