@@ -20,8 +20,9 @@ def reader(tmp_path_factory):
     return open_dataset("synthetic", path)
 
 
-def write_bag(path, frames, storage="sqlite3", with_depth=True) -> None:
-    """The frames as the player publishes them, serialised by rclpy, in the order a driver sends them."""
+def write_bag(path, frames, storage="sqlite3", with_depth=True, color_delay_s=0.0) -> None:
+    """The frames as the player publishes them, serialised by rclpy, in the order a driver sends them
+    (colour, its camera_info and labels ``color_delay_s`` after the depth image, as an unsynchronised camera)."""
     from rclpy.serialization import serialize_message
 
     from gs4_slam.ros import conversions as conv
@@ -39,10 +40,11 @@ def write_bag(path, frames, storage="sqlite3", with_depth=True) -> None:
         writer.add_topic(topic, msgtype)
     for k, frame in enumerate(frames):
         stamp = conv.stamp_from_seconds(frame.timestamp_s)
-        messages = {"info": conv.camera_info_from_intrinsics(frame.intrinsics, "cam", stamp),
+        color_stamp = conv.stamp_from_seconds(frame.timestamp_s + color_delay_s)
+        messages = {"info": conv.camera_info_from_intrinsics(frame.intrinsics, "cam", color_stamp),
                     "depth": conv.image_msg_from_depth(frame.depth_m, "cam", stamp, "16UC1"),
-                    "color": conv.image_msg_from_rgb(frame.color_rgb, "cam", stamp),
-                    "labels": conv.image_msg_from_label_ids(frame.labels, "cam", stamp),
+                    "color": conv.image_msg_from_rgb(frame.color_rgb, "cam", color_stamp),
+                    "labels": conv.image_msg_from_label_ids(frame.labels, "cam", color_stamp),
                     "truth": conv.pose_stamped_from_pose(frame.T_world_cam_gt, "map", stamp)}
         for j, (role, (topic, _)) in enumerate(topics.items()):
             writer.write(topic, 10**9 * (k + 1) + 1000 * j, serialize_message(messages[role]))
@@ -66,6 +68,24 @@ def test_bag_frames_equal_the_frames_recorded(reader, tmp_path, storage):
             assert np.array_equal(got.labels, want.labels) and got.intrinsics == want.intrinsics
             assert np.allclose(got.T_world_cam_gt.matrix, want.T_world_cam_gt.matrix, atol=1e-9)
         assert all(p is not None for p in bag.gt_poses())
+    finally:
+        bag.close()
+
+
+def test_bag_frames_of_an_unsynchronised_camera_carry_the_depth_time_and_the_delay(reader, tmp_path):
+    from gs4_slam.ros.bag_io import BagFrameReader
+
+    frames = list(reader)
+    write_bag(tmp_path / "bag", frames, color_delay_s=0.012)
+    bag = BagFrameReader(tmp_path / "bag")
+    try:
+        assert np.allclose(bag.timestamps_s(), reader.timestamps_s(), atol=1e-9)  # the depth images' times
+        for k in (0, FRAMES - 1):
+            got = bag[k]
+            assert got.timestamp_s == pytest.approx(frames[k].timestamp_s, abs=1e-9)
+            assert got.color_delay_s == pytest.approx(0.012, abs=1e-9)
+            assert np.array_equal(got.color_rgb, frames[k].color_rgb) and np.array_equal(got.labels, frames[k].labels)
+            assert np.allclose(got.T_world_cam_gt.matrix, frames[k].T_world_cam_gt.matrix, atol=1e-9)
     finally:
         bag.close()
 

@@ -86,6 +86,30 @@ def test_publishes_the_dataset_as_a_realsense_would(helpers, room, tmp_path):
         listener.close()
 
 
+def test_unsynchronised_colour_keeps_its_own_stamp(helpers, tmp_path):
+    """TUM records colour and depth apart (here colour 4 ms earlier): colour and its camera_info say so."""
+    from helpers.tum_folder import make_tum
+
+    root = make_tum(tmp_path / "fr1_small", n=4)
+    listener = helpers.PlayerListener("player_tum")
+    player = helpers.start_player(tmp_path / "player.log", "player_tum", "dataset:=tum", f"path:={root}",
+                                  "stamps:=dataset", "rate:=4.0", "wait_for_subscribers:=1", "exit_at_end:=true")
+    try:
+        assert listener.spin_until(lambda: listener.received["end"] and len(listener.received["color"]) == 4, 60.0), \
+            (tmp_path / "player.log").read_text()[-2000:]
+        listener.spin_until(lambda: len(listener.received["depth_info"]) >= 4, 2.0)
+        depth = np.array([helpers.stamp_s(m) for m in listener.messages("depth")])
+        color = np.array([helpers.stamp_s(m) for m in listener.messages("color")])
+        np.testing.assert_allclose(depth, 10.004 + np.arange(4) / 30.0, atol=1e-6)  # frames carry the depth time
+        np.testing.assert_allclose(color - depth, -0.004, atol=1e-6)
+        assert [helpers.stamp_s(m) for m in listener.messages("info")][-4:] == pytest.approx(color.tolist(), abs=1e-9)
+        assert [helpers.stamp_s(m) for m in listener.messages("depth_info")][-4:] == pytest.approx(depth.tolist(),
+                                                                                                   abs=1e-9)
+    finally:
+        _stop(player)
+        listener.close()
+
+
 def test_rate_is_honoured_and_stamps_follow_the_clock(helpers, room, tmp_path):
     """rate 0.5 of a 30 Hz sequence: frames 1/15 s apart, stamped with the time of publishing."""
     import time

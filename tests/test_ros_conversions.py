@@ -47,6 +47,17 @@ def test_frame_round_trip_32fc1_is_exact(frame):
     assert out.intrinsics == frame.intrinsics
 
 
+def test_frame_takes_the_depth_time_and_the_colour_delay(frame):
+    color, depth, info = msgs_of(frame)
+    assert conv.frame_from_msgs(color, depth, info).color_delay_s == 0.0  # a synchronised camera
+    color.header.stamp = conv.stamp_from_seconds(12.25 + 0.0073)  # an unsynchronised one (TUM's Kinect)
+    out = conv.frame_from_msgs(color, depth, info)
+    assert out.timestamp_s == 12.25 and out.color_delay_s == pytest.approx(0.0073, abs=1e-9)
+    color.header.stamp = conv.stamp_from_seconds(13.0)  # 0.75 s apart: not one frame
+    with pytest.raises(ValueError, match="0.75 s apart"):
+        conv.frame_from_msgs(color, depth, info)
+
+
 def test_16uc1_depth_is_millimetres(frame):
     color, depth, info = msgs_of(frame, depth_encoding="16UC1")
     out = conv.frame_from_msgs(color, depth, info)

@@ -9,7 +9,9 @@ reads live ones.
 A bag's topics are recognised by how their names end (RealSense names, with any
 namespace in front): ``color/image_raw``, ``aligned_depth_to_color/image_raw``,
 ``color/camera_info``, and optionally ``labels/image_raw`` and ``ground_truth/pose``.
-Frames are the colour images; the other messages are associated by header stamp.
+Frames are the colour images; the other messages are associated by header stamp
+(the nearest within 20 ms). A frame carries its depth image's time, and the colour
+image's stamp minus it as its colour delay.
 """
 from __future__ import annotations
 
@@ -155,10 +157,15 @@ class BagFrameReader:
             yield self[k]
 
     def timestamps_s(self) -> np.ndarray:
-        return np.array([self._color[i].stamp_ns * 1e-9 for i in self._selection], dtype=np.float64)
+        return np.array([self._frame_stamp_ns(i) * 1e-9 for i in self._selection], dtype=np.float64)
 
     def gt_poses(self) -> list[Pose | None]:
-        return [self._ground_truth(self._color[i].stamp_ns) for i in self._selection]
+        return [self._ground_truth(self._frame_stamp_ns(i)) for i in self._selection]
+
+    def _frame_stamp_ns(self, i: int) -> int:
+        """A frame's time: its depth image's stamp (conversions.frame_from_msgs), the colour's if it has none."""
+        depth = self._associated("depth", self._color[i].stamp_ns)
+        return self._color[i].stamp_ns if depth is None else depth.stamp_ns
 
     def _ground_truth(self, t_ns: int) -> Pose | None:
         if "ground_truth" not in self._stamps:
@@ -187,7 +194,7 @@ class BagFrameReader:
         msgs = self._read(parts)
         frame = conv.frame_from_msgs(msgs["color"], msgs["depth"], msgs["info"], msgs.get("labels"), index=i,
                                      num_classes=self._num_classes,
-                                     T_world_cam=self._ground_truth(color.stamp_ns))
+                                     T_world_cam=self._ground_truth(parts["depth"].stamp_ns))
         return self._resized(frame)
 
     def _read(self, parts: dict[str, _Message]) -> dict:

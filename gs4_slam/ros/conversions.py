@@ -130,7 +130,10 @@ def frame_from_msgs(
 ) -> Frame:
     """A core Frame from synchronised colour, depth (registered to colour) and camera_info.
 
-    ``T_world_cam`` (an external pose, if any) is carried as the frame's reference pose.
+    The frame carries the depth image's time, and the colour image's stamp minus it as
+    ``color_delay_s`` (zero for a synchronised camera), which the tracker compensates
+    like the datasets' (``tracking.compensate_color_delay``). ``T_world_cam`` (an
+    external pose, if any) is carried as the frame's reference pose.
     """
     if info is None:
         raise ConversionError("no camera_info received yet")
@@ -156,14 +159,24 @@ def frame_from_msgs(
                 f"colour is {rgb.shape[1]}x{rgb.shape[0]}"
             )
     return Frame(
-        timestamp_s=seconds_from_stamp(color.header.stamp),
+        timestamp_s=seconds_from_stamp(depth.header.stamp),
         color_rgb=rgb,
         depth_m=depth_m,
         intrinsics=intrinsics,
         T_world_cam_gt=T_world_cam,
         labels=label_ids,
         index=index,
+        color_delay_s=color_delay_s(color, depth),
     )
+
+
+def color_delay_s(color: Image, depth: Image) -> float:
+    """How much later the colour image was stamped than the depth image (seconds)."""
+    return (_stamp_ns(color.header.stamp) - _stamp_ns(depth.header.stamp)) * 1e-9
+
+
+def _stamp_ns(stamp: Time) -> int:  # exact: float seconds lose nanoseconds at today's epoch times
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def pose_from_pose_msg(msg: PoseMsg) -> Pose:

@@ -8,7 +8,9 @@ Publishes ``camera/color/image_raw`` (rgb8), ``camera/aligned_depth_to_color/ima
 (mono8 class ids) and ``ground_truth/pose`` (PoseStamped, ``map_frame``). At the end of
 each pass it logs and publishes the number of frames played on ``~/end_of_sequence``
 (std_msgs/UInt32, latched). Services ``~/pause`` and ``~/resume`` (std_srvs/Trigger).
-Frames are read one at a time, just before they are due.
+Frames are read one at a time, just before they are due. Depth, its camera_info and
+the ground truth carry the frame's time (the depth image's); colour, its camera_info
+and the labels carry the colour image's own time where the dataset records one (TUM).
 """
 from __future__ import annotations
 
@@ -165,9 +167,10 @@ class DatasetPlayerNode(Node):
         """
         if self._pending is not None:
             item, frame = self._pending
-            info = conv.camera_info_from_intrinsics(frame.intrinsics, self.config.frame_id, self._stamp(item))
-            self.info_pub.publish(info)
-            self.depth_info_pub.publish(info)
+            stamp = self._stamp(item)
+            self.info_pub.publish(conv.camera_info_from_intrinsics(frame.intrinsics, self.config.frame_id,
+                                                                   _color_stamp(stamp, frame)))
+            self.depth_info_pub.publish(conv.camera_info_from_intrinsics(frame.intrinsics, self.config.frame_id, stamp))
 
     def _stamp(self, item: Scheduled) -> Time:
         if self.config.stamps == "dataset":
@@ -175,18 +178,24 @@ class DatasetPlayerNode(Node):
         return self.get_clock().now().to_msg()
 
     def _publish(self, frame: Frame, stamp: Time) -> None:
-        """camera_info before the images, colour last: a synchroniser emits on the last one in."""
+        """camera_info before the images, colour last: a synchroniser emits on the last one in.
+
+        ``stamp`` is the frame's time (the depth image's); colour, its camera_info and
+        the labels drawn on it carry the colour image's own time, as an unsynchronised
+        driver stamps them (TUM's Kinect: about 7 ms later), so ``slam_node`` can
+        compensate the delay as offline runs do.
+        """
         cfg = self.config
-        info = conv.camera_info_from_intrinsics(frame.intrinsics, cfg.frame_id, stamp)
-        self.info_pub.publish(info)
-        self.depth_info_pub.publish(info)
+        color_stamp = _color_stamp(stamp, frame)
+        self.info_pub.publish(conv.camera_info_from_intrinsics(frame.intrinsics, cfg.frame_id, color_stamp))
+        self.depth_info_pub.publish(conv.camera_info_from_intrinsics(frame.intrinsics, cfg.frame_id, stamp))
         if self.gt_pub is not None and frame.T_world_cam_gt is not None:
             self.gt_pub.publish(conv.pose_stamped_from_pose(self._ground_truth(frame.T_world_cam_gt), cfg.map_frame,
                                                             stamp))
         if self.labels_pub is not None and frame.labels is not None:
-            self.labels_pub.publish(conv.image_msg_from_label_ids(frame.labels, cfg.frame_id, stamp))
+            self.labels_pub.publish(conv.image_msg_from_label_ids(frame.labels, cfg.frame_id, color_stamp))
         self.depth_pub.publish(conv.image_msg_from_depth(frame.depth_m, cfg.frame_id, stamp, "16UC1"))
-        self.color_pub.publish(conv.image_msg_from_rgb(frame.color_rgb, cfg.frame_id, stamp))
+        self.color_pub.publish(conv.image_msg_from_rgb(frame.color_rgb, cfg.frame_id, color_stamp))
 
     def _ground_truth(self, T_world_cam: Pose) -> Pose:
         if not self.config.ground_truth_relative:
@@ -227,6 +236,13 @@ class DatasetPlayerNode(Node):
             if pub is not None:
                 remaining = max(0.0, deadline - time.monotonic())
                 pub.wait_for_all_acked(Duration(seconds=remaining))
+
+
+def _color_stamp(frame_stamp: Time, frame: Frame) -> Time:
+    """The colour image's stamp: the frame's (depth) stamp plus the frame's colour delay."""
+    if not frame.color_delay_s:
+        return frame_stamp
+    return conv.stamp_from_seconds(conv.seconds_from_stamp(frame_stamp) + frame.color_delay_s)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,7 +73,8 @@ class FrameItem:
 
     @property
     def stamp(self) -> Time:
-        return self.color.header.stamp
+        """The frame's time, the depth image's (see conversions.frame_from_msgs): its pose is published with it."""
+        return self.depth.header.stamp
 
 
 class ProblemLog:
@@ -222,7 +223,7 @@ class SlamNode(Node):
     def _on_frame(self, color: Image, depth: Image, labels: Image | None = None) -> None:
         """Synchronised inputs -> pipeline queue; frames out of stamp order are reported and skipped."""
         self.worker.note_received()
-        t_ns, t_s = stamp_ns(color), conv.seconds_from_stamp(color.header.stamp)
+        t_ns, t_s = stamp_ns(depth), conv.seconds_from_stamp(depth.header.stamp)
         if self.worker.paused:
             self.worker.drop("paused")
             return
