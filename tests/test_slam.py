@@ -206,3 +206,23 @@ def test_densification_adds_gaussians_on_keyframes(frames):
     finally:
         plain.close()
         dense.close()
+
+
+def test_live_pacer_releases_frames_at_their_timestamps():
+    from gs4_slam.run_command import LivePacer
+
+    now = [100.0]
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(round(seconds, 9))
+        now[0] += seconds
+
+    pacer = LivePacer(clock=lambda: now[0], sleep=sleep)
+    pacer.wait_for(5.0)  # the first frame goes at once and anchors the schedule
+    now[0] += 0.01  # processing it took 10 ms
+    pacer.wait_for(5.1)
+    now[0] += 0.3  # a slow frame: the next one is late and goes at once
+    pacer.wait_for(5.2)
+    assert sleeps == [0.09, 0.0]
+
