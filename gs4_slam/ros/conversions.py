@@ -20,6 +20,7 @@ from gs4_slam.camera import Intrinsics, Pose
 from gs4_slam.frame import IGNORE_LABEL, Frame
 from gs4_slam.gaussians import GaussianSet
 from gs4_slam.labels import LabelSet
+from gs4_slam.ros.sync import stamp_ns
 
 #: encoding -> (channels, order of the first three channels reversed)
 COLOR_ENCODINGS = {"rgb8": (3, False), "bgr8": (3, True), "rgba8": (4, False), "bgra8": (4, True)}
@@ -172,11 +173,7 @@ def frame_from_msgs(
 
 def color_delay_s(color: Image, depth: Image) -> float:
     """How much later the colour image was stamped than the depth image (seconds)."""
-    return (_stamp_ns(color.header.stamp) - _stamp_ns(depth.header.stamp)) * 1e-9
-
-
-def _stamp_ns(stamp: Time) -> int:  # exact: float seconds lose nanoseconds at today's epoch times
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return (stamp_ns(color) - stamp_ns(depth)) * 1e-9  # integer nanoseconds: float seconds lose some
 
 
 def pose_from_pose_msg(msg: PoseMsg) -> Pose:

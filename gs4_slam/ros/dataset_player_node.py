@@ -167,10 +167,14 @@ class DatasetPlayerNode(Node):
         """
         if self._pending is not None:
             item, frame = self._pending
-            stamp = self._stamp(item)
-            self.info_pub.publish(conv.camera_info_from_intrinsics(frame.intrinsics, self.config.frame_id,
-                                                                   _color_stamp(stamp, frame)))
-            self.depth_info_pub.publish(conv.camera_info_from_intrinsics(frame.intrinsics, self.config.frame_id, stamp))
+            self._publish_camera_info(frame, self._stamp(item))
+
+    def _publish_camera_info(self, frame: Frame, stamp: Time) -> Time:
+        """Colour camera_info at the colour image's time, depth camera_info at ``stamp``; the colour time."""
+        color_stamp = _color_stamp(stamp, frame)
+        self.info_pub.publish(conv.camera_info_from_intrinsics(frame.intrinsics, self.config.frame_id, color_stamp))
+        self.depth_info_pub.publish(conv.camera_info_from_intrinsics(frame.intrinsics, self.config.frame_id, stamp))
+        return color_stamp
 
     def _stamp(self, item: Scheduled) -> Time:
         if self.config.stamps == "dataset":
@@ -186,9 +190,7 @@ class DatasetPlayerNode(Node):
         compensate the delay as offline runs do.
         """
         cfg = self.config
-        color_stamp = _color_stamp(stamp, frame)
-        self.info_pub.publish(conv.camera_info_from_intrinsics(frame.intrinsics, cfg.frame_id, color_stamp))
-        self.depth_info_pub.publish(conv.camera_info_from_intrinsics(frame.intrinsics, cfg.frame_id, stamp))
+        color_stamp = self._publish_camera_info(frame, stamp)
         if self.gt_pub is not None and frame.T_world_cam_gt is not None:
             self.gt_pub.publish(conv.pose_stamped_from_pose(self._ground_truth(frame.T_world_cam_gt), cfg.map_frame,
                                                             stamp))
