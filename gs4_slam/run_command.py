@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gs4_slam.playback_clock import PlaybackClock
+
 log = logging.getLogger(__name__)
 
 
@@ -29,19 +31,10 @@ class RunReport:
     trajectory: list = field(default_factory=list)
 
 
-class LivePacer:
-    """Releases frames no earlier than their timestamps say, counted from the first one."""
-
-    def __init__(self, clock=time.perf_counter, sleep=time.sleep) -> None:
-        self._clock, self._sleep = clock, sleep
-        self._origin: tuple[float, float] | None = None  # (first timestamp, clock time it was released)
-
-    def wait_for(self, timestamp_s: float) -> None:
-        if self._origin is None:
-            self._origin = (timestamp_s, self._clock())
-            return
-        due = self._origin[1] + timestamp_s - self._origin[0]
-        self._sleep(max(0.0, due - self._clock()))
+def wait_until_due(clock: PlaybackClock, timestamp_s: float, sleep=time.sleep) -> None:
+    """Sleep until the frame at ``timestamp_s`` is due on ``clock``, then count it as released."""
+    sleep(max(0.0, clock.wait_s(timestamp_s)))
+    clock.due(timestamp_s)
 
 
 def run_sequence(reader, slam, out_dir: Path, eval_every: int = 5, panels: int = 6, progress: bool = True,
@@ -62,10 +55,12 @@ def run_sequence(reader, slam, out_dir: Path, eval_every: int = 5, panels: int =
     results, gt_poses = [], []
     stage_sums: dict[str, float] = {}
     start = time.perf_counter()
-    pacer = LivePacer() if realtime else None
+    # Never re-anchored (no lag bound): a late frame goes at once and later ones catch up,
+    # as frames queued behind a slow pipeline would.
+    clock = PlaybackClock(rate=1.0, max_lag_s=float("inf"), now=time.perf_counter) if realtime else None
     for frame in tqdm(reader, total=len(reader), disable=not progress, desc="gs4-slam run", unit="frame"):
-        if pacer is not None:
-            pacer.wait_for(frame.timestamp_s)
+        if clock is not None:
+            wait_until_due(clock, frame.timestamp_s)
         result = slam.process(frame)
         results.append(result)
         gt_poses.append(frame.T_world_cam_gt)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gs4_slam.camera import Pose
-from gs4_slam.ros.playback import PlaybackClock, PlayerConfig, ReaderParams, playback_order, reader_options
+from gs4_slam.playback_clock import PlaybackClock
+from gs4_slam.ros.playback import PlayerConfig, ReaderParams, playback_order, reader_options
 
 
 class FakeTime:

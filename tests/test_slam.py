@@ -208,8 +208,9 @@ def test_densification_adds_gaussians_on_keyframes(frames):
         dense.close()
 
 
-def test_live_pacer_releases_frames_at_their_timestamps():
-    from gs4_slam.run_command import LivePacer
+def test_realtime_runs_release_frames_at_their_timestamps():
+    from gs4_slam.playback_clock import PlaybackClock
+    from gs4_slam.run_command import wait_until_due
 
     now = [100.0]
     sleeps = []
@@ -218,11 +219,10 @@ def test_live_pacer_releases_frames_at_their_timestamps():
         sleeps.append(round(seconds, 9))
         now[0] += seconds
 
-    pacer = LivePacer(clock=lambda: now[0], sleep=sleep)
-    pacer.wait_for(5.0)  # the first frame goes at once and anchors the schedule
+    clock = PlaybackClock(rate=1.0, max_lag_s=float("inf"), now=lambda: now[0])
+    wait_until_due(clock, 5.0, sleep)  # the first frame goes at once and anchors the schedule
     now[0] += 0.01  # processing it took 10 ms
-    pacer.wait_for(5.1)
+    wait_until_due(clock, 5.1, sleep)
     now[0] += 0.3  # a slow frame: the next one is late and goes at once
-    pacer.wait_for(5.2)
-    assert sleeps == [0.09, 0.0]
-
+    wait_until_due(clock, 5.2, sleep)
+    assert sleeps == [0.0, 0.09, 0.0]

@@ -36,7 +36,8 @@ from gs4_slam.frame import Frame
 from gs4_slam.ros import conversions as conv
 from gs4_slam.ros import params
 from gs4_slam.ros.field_docs import field_descriptions
-from gs4_slam.ros.playback import PlaybackClock, PlayerConfig, Scheduled, open_source, playback_order
+from gs4_slam.playback_clock import PlaybackClock
+from gs4_slam.ros.playback import PlayerConfig, Scheduled, open_source, playback_order
 
 COLOR_TOPIC = "camera/color/image_raw"
 DEPTH_TOPIC = "camera/aligned_depth_to_color/image_raw"
