@@ -242,3 +242,42 @@ def test_training_smoke_writes_everything_and_resumes(tmp_path):
     rows = list(csv.DictReader((run / "losses.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3], "resume must continue, not restart"
     assert GaussianPredictor(PredictorConfig(weights=str(run / "predictor.pt"))).card["steps"] == 3
+    assert [r["steps"] for r in resumed["training_runs"]] == [[0, 2], [2, 3]], "each run is recorded"
+
+
+def test_training_precision_setting(monkeypatch):
+    import dataclasses
+
+    from gs4_slam.predictor import train as train_module
+
+    cfg = train_module.TrainConfig(net=PredictorNetConfig(widths=(8, 16, 16, 16)))
+    assert not train_module.autocast_bfloat16(dataclasses.replace(cfg, precision="float32"))
+    assert train_module.autocast_bfloat16(dataclasses.replace(cfg, precision="bfloat16"))
+    for native in (True, False):
+        monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda native=native: native)
+        assert train_module.autocast_bfloat16(cfg) is native
+    with pytest.raises(ValueError, match="precision"):
+        train_module.autocast_bfloat16(dataclasses.replace(cfg, precision="fp16"))
+
+
+def test_bfloat16_training_pass_gives_float32_outputs_and_gradients():
+    import dataclasses
+
+    from gs4_slam.predictor.train import TrainConfig, network_outputs
+
+    torch.manual_seed(0)
+    net = _random_net()
+    rgb, depth = torch.rand(2, 3, 48, 64), 1.0 + torch.rand(2, 1, 48, 64)
+    outputs = {}
+    for precision in ("float32", "bfloat16"):
+        out = network_outputs(net, rgb, depth, 8, dataclasses.replace(TrainConfig(), precision=precision))
+        assert out["dense_semantic"].dtype == torch.float32
+        assert all(v.dtype == torch.float32 for v in out["tokens"].values())
+        outputs[precision] = out
+    net.zero_grad()
+    outputs["bfloat16"]["dense_semantic"].square().mean().backward()
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in net.parameters())
+    assert net.dense_semantic_head[-1].weight.grad.abs().sum() > 0
+    ref, low = outputs["float32"]["dense_semantic"], outputs["bfloat16"]["dense_semantic"]
+    assert not torch.equal(ref, low), "autocast did not change the arithmetic"
+    assert (ref - low).abs().max() < 0.05 * ref.abs().max() + 1e-3

@@ -109,11 +109,11 @@ def evaluate_frames(predict, frames: list[Frame], novel_frames: list[Frame | Non
         pose = frame.T_world_cam_gt or Pose.identity()
         gaussians = predict(frame, pose)
         intrinsics = frame.intrinsics.without_distortion()
-        T_world_cam = torch.as_tensor(pose.matrix, dtype=torch.float32)
+        T_world_cam = torch.tensor(pose.matrix, dtype=torch.float32)
         with torch.no_grad():
             acc.add_own(render_views(gaussians, intrinsics, T_world_cam), frame)
             if novel is not None and novel.T_world_cam_gt is not None:
-                T_world_novel = torch.as_tensor(novel.T_world_cam_gt.matrix, dtype=torch.float32)
+                T_world_novel = torch.tensor(novel.T_world_cam_gt.matrix, dtype=torch.float32)
                 mask = covisible_mask(torch.from_numpy(novel.depth_m), T_world_novel,
                                       torch.from_numpy(frame.depth_m), T_world_cam, intrinsics)
                 acc.add_novel(render_views(gaussians, intrinsics, T_world_novel), novel, mask.numpy())
