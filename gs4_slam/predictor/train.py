@@ -93,6 +93,10 @@ class TrainConfig:
     net: PredictorNetConfig = field(default_factory=PredictorNetConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
 
 class PairSampler:
     """Draws (input frame, nearby frame) pairs from the training sequences."""
@@ -116,8 +120,6 @@ class PairSampler:
 
 def autocast_bfloat16(cfg: TrainConfig) -> bool:
     """Whether the network's forward pass runs under bfloat16 autocast (see ``TrainConfig.precision``)."""
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     if cfg.precision != "auto":
         return cfg.precision == "bfloat16"
     if torch.device(cfg.device).type == "cuda":
@@ -246,13 +248,13 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 
 
 def _save_checkpoint(path: Path, net, optimiser, step: int, sampler: PairSampler, elapsed_s: float,
-                     segments: list[dict]) -> None:
+                     runs: list[dict]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
             "step": step,
             "elapsed_s": elapsed_s,
-            "runs": segments,
+            "runs": runs,
             "net": net.state_dict(),
             "optimiser": optimiser.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -274,10 +276,10 @@ def _load_checkpoint(path: Path, net, optimiser, sampler: PairSampler) -> tuple[
     random.setstate(state["python_rng"])
     step, elapsed_s = int(state["step"]), float(state.get("elapsed_s", 0.0))
     # Checkpoints written before runs were recorded count as one run of unknown settings.
-    segments = state.get("runs") or [
+    runs = state.get("runs") or [
         {"steps": [0, step], "seconds": round(elapsed_s, 1) if "elapsed_s" in state else None}
     ]
-    return step, elapsed_s, segments
+    return step, elapsed_s, runs
 
 
 def plot_losses(csv_path: Path, png_path: Path) -> None:
@@ -358,15 +360,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         csv_path.unlink()
 
     first_step = step
-    precision = "bfloat16" if autocast_bfloat16(cfg) else "float32"
-    log.info("training forward pass in %s", precision)
+    # Resolved once: "auto" asks the hardware, which need not happen every step.
+    cfg = dataclasses.replace(cfg, precision="bfloat16" if autocast_bfloat16(cfg) else "float32")
+    log.info("training forward pass in %s", cfg.precision)
 
     def elapsed() -> float:  # training time over all runs of this output folder
         return elapsed_before + time.time() - start_time
 
     def runs(last_step: int) -> list[dict]:  # the earlier runs of this output folder, then this one
         this_run = {"steps": [first_step, last_step], "seconds": round(time.time() - start_time, 1),
-                    "precision": precision, "device": cfg.device}
+                    "precision": cfg.precision, "device": cfg.device}
         return earlier_runs + [this_run]
 
     step = _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed, runs, weights)
