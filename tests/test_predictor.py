@@ -248,13 +248,14 @@ def test_training_smoke_writes_everything_and_resumes(tmp_path):
 def test_training_precision_setting(monkeypatch):
     import dataclasses
 
+    from gs4_slam.predictor import predictor as predictor_module
     from gs4_slam.predictor import train as train_module
 
     cfg = train_module.TrainConfig(net=PredictorNetConfig(widths=(8, 16, 16, 16)))
     assert not train_module.autocast_bfloat16(dataclasses.replace(cfg, precision="float32"))
     assert train_module.autocast_bfloat16(dataclasses.replace(cfg, precision="bfloat16"))
     for native in (True, False):
-        monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda native=native: native)
+        monkeypatch.setattr(predictor_module, "cpu_has_native_bf16", lambda native=native: native)
         assert train_module.autocast_bfloat16(cfg) is native
     with pytest.raises(ValueError, match="precision"):
         train_module.autocast_bfloat16(dataclasses.replace(cfg, precision="fp16"))

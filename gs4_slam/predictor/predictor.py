@@ -49,11 +49,16 @@ class PredictorConfig:
     def __post_init__(self) -> None:
         if self.stride not in (4, 8, 16):
             raise ValueError(f"predictor.stride must be 4, 8 or 16, got {self.stride}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"predictor.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_precision("predictor.precision", self.precision)
 
 
 PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def check_precision(key: str, value: str) -> None:
+    """A precision setting (``key`` names it in the error) must be one of PRECISIONS."""
+    if value not in PRECISIONS:
+        raise ValueError(f"{key} must be one of {', '.join(PRECISIONS)}, got {value!r}")
 
 
 def cpu_has_native_bf16() -> bool:

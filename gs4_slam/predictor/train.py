@@ -32,11 +32,11 @@ from gs4_slam.predictor.evaluate import covisible_mask, evaluate_frames
 from gs4_slam.predictor.model import GaussianPredictionNet, PredictorNetConfig
 from gs4_slam.predictor.predictor import (
     DEFAULT_WEIGHTS,
-    PRECISIONS,
     GaussianPredictor,
     PredictorConfig,
-    cpu_has_native_bf16,
+    check_precision,
     frame_tensors,
+    graph_dtype,
     save_weights,
 )
 from gs4_slam.render import render
@@ -94,8 +94,7 @@ class TrainConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_precision("precision", self.precision)
 
 
 class PairSampler:
@@ -120,11 +119,9 @@ class PairSampler:
 
 def autocast_bfloat16(cfg: TrainConfig) -> bool:
     """Whether the network's forward pass runs under bfloat16 autocast (see ``TrainConfig.precision``)."""
-    if cfg.precision != "auto":
-        return cfg.precision == "bfloat16"
-    if torch.device(cfg.device).type == "cuda":
+    if cfg.precision == "auto" and torch.device(cfg.device).type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return cpu_has_native_bf16()
+    return graph_dtype(cfg.precision) == torch.bfloat16  # the inference graph's rule on CPU
 
 
 def network_outputs(net, rgb: torch.Tensor, depth: torch.Tensor, stride: int, cfg: TrainConfig) -> dict:
