@@ -282,3 +282,32 @@ def test_bfloat16_training_pass_gives_float32_outputs_and_gradients():
     ref, low = outputs["float32"]["dense_semantic"], outputs["bfloat16"]["dense_semantic"]
     assert not torch.equal(ref, low), "autocast did not change the arithmetic"
     assert (ref - low).abs().max() < 0.05 * ref.abs().max() + 1e-3
+
+
+def test_semantic_pass_augmentation_mirrors_frames_with_their_labels_and_relights_colour():
+    import dataclasses
+
+    from gs4_slam.predictor.train import TrainConfig, augment_semantic_batch
+
+    rgb = torch.rand(16, 3, 6, 10)
+    depth = torch.rand(16, 1, 6, 10) + 1.0
+    labels = torch.randint(0, 20, (16, 6, 10))
+    off = TrainConfig()
+    same = augment_semantic_batch(rgb, depth, labels, off, np.random.default_rng(0))
+    assert all(torch.equal(a, b) for a, b in zip(same, (rgb, depth, labels))), "off by default"
+
+    flip = dataclasses.replace(off, semantic_flip=True)
+    out_rgb, out_depth, out_labels = augment_semantic_batch(rgb, depth, labels, flip, np.random.default_rng(0))
+    mirrored = [bool(torch.equal(out_labels[i], labels[i].flip(-1))) for i in range(16)]
+    assert 0 < sum(mirrored) < 16, "about half the frames are mirrored"
+    for i, m in enumerate(mirrored):
+        expected = (rgb[i].flip(-1), depth[i].flip(-1)) if m else (rgb[i], depth[i])
+        assert torch.equal(out_rgb[i], expected[0]) and torch.equal(out_depth[i], expected[1])
+
+    jitter = dataclasses.replace(off, semantic_color_jitter=0.3)
+    out_rgb, out_depth, out_labels = augment_semantic_batch(rgb, depth, labels, jitter, np.random.default_rng(0))
+    assert torch.equal(out_depth, depth) and torch.equal(out_labels, labels), "only colour changes"
+    assert not torch.equal(out_rgb, rgb) and out_rgb.min() >= 0 and out_rgb.max() <= 1
+    ratio = out_rgb / rgb.clamp_min(1e-3)
+    unclamped = (out_rgb < 1) & (rgb > 1e-3)
+    assert ratio[unclamped].min() >= 0.7 * 0.9 - 1e-5 and ratio[unclamped].max() <= 1.3 * 1.1 + 1e-5

@@ -80,6 +80,11 @@ class TrainConfig:
     semantic_batch: int = 0
     #: Weight of the token-level cross-entropy of that pass.
     semantic_token_weight: float = 1.0
+    #: Mirror each frame of that pass left-right with probability 0.5.
+    semantic_flip: bool = False
+    #: Scale each of that pass's frames' colours by a brightness in [1 - j, 1 + j]
+    #: and per-channel gains in [1 - j/3, 1 + j/3] (0: off).
+    semantic_color_jitter: float = 0.0
     checkpoint_every: int = 200
     log_every: int = 10
     seed: int = 0
@@ -183,11 +188,35 @@ def token_labels(labels: torch.Tensor, stride: int, num_classes: int, min_share:
     return torch.where(share >= min_share, majority, torch.full_like(majority, IGNORE_LABEL))
 
 
-def semantic_step_loss(net, frames: list[Frame], stride: int, cfg: TrainConfig, weights) -> torch.Tensor:
+def augment_semantic_batch(rgb: torch.Tensor, depth: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
+                           rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mirrored and re-lit copies of the semantics pass's frames ([B,3,H,W], [B,1,H,W], [B,H,W]).
+
+    Why only this pass: its frames are never rendered, so a mirrored frame needs no
+    mirrored camera, and the class of a surface depends on neither its side nor its
+    lighting. More apparent layouts for the same rooms, which held-out classes lack.
+    """
+    count = rgb.shape[0]
+    if cfg.semantic_flip:
+        flip = torch.from_numpy(rng.random(count) < 0.5).to(rgb.device)
+        rgb = torch.where(flip[:, None, None, None], rgb.flip(-1), rgb)
+        depth = torch.where(flip[:, None, None, None], depth.flip(-1), depth)
+        labels = torch.where(flip[:, None, None], labels.flip(-1), labels)
+    if cfg.semantic_color_jitter > 0:
+        j = cfg.semantic_color_jitter
+        gain = rng.uniform(1 - j, 1 + j, (count, 1, 1, 1)) * rng.uniform(1 - j / 3, 1 + j / 3, (count, 3, 1, 1))
+        rgb = (rgb * torch.from_numpy(gain).to(rgb)).clamp(0.0, 1.0)
+    return rgb, depth, labels
+
+
+def semantic_step_loss(net, frames: list[Frame], stride: int, cfg: TrainConfig, weights,
+                       rng: np.random.Generator | None = None) -> torch.Tensor:
     """Dense plus token cross-entropy of a semantics-only forward pass (no rendering)."""
     rgb, depth = frame_tensors(frames, cfg.device)
-    out = network_outputs(net, rgb, depth, stride, cfg)
     labels = torch.from_numpy(np.stack([f.labels for f in frames]).astype(np.int64)).to(cfg.device)
+    if rng is not None:
+        rgb, depth, labels = augment_semantic_batch(rgb, depth, labels, cfg, rng)
+    out = network_outputs(net, rgb, depth, stride, cfg)
     dense = F.cross_entropy(out["dense_semantic"], labels, weight=weights, ignore_index=IGNORE_LABEL)
     tokens = token_labels(labels, stride, net.config.num_classes)
     token = F.cross_entropy(out["tokens"]["semantic"], tokens, weight=weights, ignore_index=IGNORE_LABEL)
@@ -195,7 +224,8 @@ def semantic_step_loss(net, frames: list[Frame], stride: int, cfg: TrainConfig, 
 
 
 def train_step(net, optimiser, pairs, stride: int, cfg: TrainConfig, weights=None,
-               semantic_frames: list[Frame] | None = None) -> dict[str, float]:
+               semantic_frames: list[Frame] | None = None,
+               augment_rng: np.random.Generator | None = None) -> dict[str, float]:
     net.train()
     frames = [p[0] for p in pairs]
     rgb, depth = frame_tensors(frames, cfg.device)
@@ -208,7 +238,7 @@ def train_step(net, optimiser, pairs, stride: int, cfg: TrainConfig, weights=Non
     terms = {"color": 0.0, "depth": 0.0, "semantic_render": 0.0, "novel_color": 0.0}
     total = cfg.semantic_dense_weight * sem_dense
     if semantic_frames:
-        total = total + semantic_step_loss(net, semantic_frames, stride, cfg, weights)
+        total = total + semantic_step_loss(net, semantic_frames, stride, cfg, weights, augment_rng)
     for b, (source, nearby) in enumerate(pairs):
         gaussians = decode_image(out["tokens"], grid, b, source.intrinsics, source.T_world_cam_gt.matrix, cfg.decode)
         T_world_source = torch.tensor(source.T_world_cam_gt.matrix, dtype=torch.float32)
@@ -386,7 +416,10 @@ def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progres
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate(step, cfg)
             semantic_frames = [p[0] for p in sampler.sample(cfg.semantic_batch)] if cfg.semantic_batch else None
-            losses = train_step(net, optimiser, sampler.sample(cfg.batch_size), stride, cfg, weights, semantic_frames)
+            # Seeded by step, so a resumed run draws the same augmentations.
+            augment_rng = np.random.default_rng([cfg.seed, 13, step])
+            losses = train_step(net, optimiser, sampler.sample(cfg.batch_size), stride, cfg, weights, semantic_frames,
+                                augment_rng)
             step += 1
             if step % cfg.log_every == 0 or step == cfg.steps:
                 loss_rows.row([step] + [f"{losses[k]:.6f}" for k in LOSS_COLUMNS[1:-1]]
