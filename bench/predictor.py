@@ -22,7 +22,7 @@ import torch
 
 from gs4_slam.predictor.data import load_sequences
 from gs4_slam.predictor.evaluate import evaluate_frames
-from gs4_slam.predictor.predictor import DEFAULT_WEIGHTS, GaussianPredictor, PredictorConfig
+from gs4_slam.predictor.predictor import DEFAULT_WEIGHTS, GaussianPredictor, PredictorConfig, frame_tensors
 from gs4_slam.predictor.train import TrainConfig, evaluate_heldout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,8 +63,7 @@ def _kept_token_image_psnr(frames, stride: int = 8) -> float:
 
     values = []
     for frame in frames:
-        depth = torch.from_numpy(np.nan_to_num(frame.depth_m, nan=0.0, posinf=0.0))[None, None].float()
-        rgb = torch.from_numpy(frame.color_rgb).permute(2, 0, 1)[None].float() / 255.0
+        rgb, depth = frame_tensors([frame])
         kept = pool_tokens(rgb, depth, stride, DecodeConfig().min_valid_fraction).valid[0, 0].numpy()
         kept_px = cv2.resize(kept.astype(np.uint8), (frame.width, frame.height), interpolation=cv2.INTER_NEAREST)
         target = frame.color_rgb.astype(np.float64) / 255.0
