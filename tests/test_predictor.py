@@ -311,3 +311,5 @@ def test_semantic_pass_augmentation_mirrors_frames_with_their_labels_and_relight
     ratio = out_rgb / rgb.clamp_min(1e-3)
     unclamped = (out_rgb < 1) & (rgb > 1e-3)
     assert ratio[unclamped].min() >= 0.7 * 0.9 - 1e-5 and ratio[unclamped].max() <= 1.3 * 1.1 + 1e-5
+    with pytest.raises(ValueError, match="semantic_color_jitter"):
+        TrainConfig(semantic_color_jitter=1.0)

@@ -100,6 +100,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_precision("precision", self.precision)
+        if not 0.0 <= self.semantic_color_jitter < 1.0:
+            raise ValueError(f"semantic_color_jitter must be in [0, 1), got {self.semantic_color_jitter}")
 
 
 class PairSampler:
