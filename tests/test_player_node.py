@@ -170,3 +170,22 @@ def test_a_missing_dataset_is_named_and_the_node_exits(helpers, tmp_path):
         assert str(missing) in (tmp_path / "player.log").read_text()
     finally:
         _stop(player)
+
+
+def test_a_tick_during_shutdown_does_not_crash_the_player():
+    """Ctrl-C shuts the context down from a signal handler, possibly while a tick re-arms its timer."""
+    import rclpy
+
+    from gs4_slam.ros.dataset_player_node import DatasetPlayerNode
+
+    context = rclpy.Context()
+    rclpy.init(args=["--ros-args", "-p", "dataset:=synthetic", "-p", "synthetic.frames:=2", "-p", "synthetic.width:=32",
+                     "-p", "synthetic.height:=24"], context=context)
+    node = DatasetPlayerNode(context=context)
+    try:
+        rclpy.shutdown(context=context)
+        node._wake_in(0.0)  # raised RCLError ("the given context is not valid") before
+        assert node._timer is None
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)

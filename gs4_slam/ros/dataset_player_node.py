@@ -103,7 +103,14 @@ class DatasetPlayerNode(Node):
         keep frames a few ms apart cost 12 % of a core while idle; this costs nothing between frames."""
         if self._timer is not None:
             self.destroy_timer(self._timer)
-        self._timer = self.create_timer(max(delay_s, 0.0005), self._tick)
+            self._timer = None
+        try:
+            self._timer = self.create_timer(max(delay_s, 0.0005), self._tick)
+        except Exception:
+            # Ctrl-C shuts the context down from rclpy's signal handler, possibly while a
+            # tick is re-arming: that is a normal stop, not a crash (exit code 0).
+            if self.context.ok():
+                raise
 
     def _sleep(self) -> None:
         if self._timer is not None:
