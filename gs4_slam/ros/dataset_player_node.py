@@ -271,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         node.flush()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # rclpy's signal handler shuts the context down asynchronously; the executor
+        # creating its wait timer a moment later then raises RCLError. A normal stop.
+        if node.context.ok():
+            raise
     finally:
         executor.shutdown()
         node.destroy_node()
