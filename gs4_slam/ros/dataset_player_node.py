@@ -103,14 +103,7 @@ class DatasetPlayerNode(Node):
         keep frames a few ms apart cost 12 % of a core while idle; this costs nothing between frames."""
         if self._timer is not None:
             self.destroy_timer(self._timer)
-            self._timer = None
-        try:
-            self._timer = self.create_timer(max(delay_s, 0.0005), self._tick)
-        except Exception:
-            # Ctrl-C shuts the context down from rclpy's signal handler, possibly while a
-            # tick is re-arming: that is a normal stop, not a crash (exit code 0).
-            if self.context.ok():
-                raise
+        self._timer = self.create_timer(max(delay_s, 0.0005), self._tick)
 
     def _sleep(self) -> None:
         if self._timer is not None:
@@ -272,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        # rclpy's signal handler shuts the context down asynchronously; the executor
-        # creating its wait timer a moment later then raises RCLError. A normal stop.
+        # rclpy's signal handler shuts the context down asynchronously; a timer created a
+        # moment later (the executor's wait timer, or a tick re-arming) then raises
+        # RCLError out of spin_once. That is Ctrl-C, a normal stop (exit code 0).
         if node.context.ok():
             raise
     finally:
