@@ -54,6 +54,7 @@ def run_room(sequence, setup: dict, eval_every: int) -> dict:
     start = time.perf_counter()
     results = [slam.process(f) for f in frames]
     slam.flush()
+    slam.refine_final_map()  # as `gs4-slam run` does once the last frame is in
     fps = len(frames) / (time.perf_counter() - start)
     gaussians = slam.map_set()
     views, raw_views, predicted, truth = [], [], [], []

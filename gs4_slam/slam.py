@@ -32,6 +32,7 @@ from gs4_slam.frame import Frame
 from gs4_slam.gaussians import GaussianSet
 from gs4_slam.labels import LabelSet, load_label_set
 from gs4_slam.mapping.backend import MappingBackend, MappingConfig, MappingJob
+from gs4_slam.mapping.final_refinement import FinalRefinementReport
 from gs4_slam.predictor.predictor import GaussianPredictor, PredictorConfig
 from gs4_slam.render import RenderOutput, render
 from gs4_slam.resources import find_data_file
@@ -240,6 +241,14 @@ class Slam:
     def flush(self) -> None:
         """Wait for the mapping thread to finish queued work."""
         self.backend.flush()
+
+    def refine_final_map(self, steps: int | None = None) -> FinalRefinementReport:
+        """After the last frame: ``mapping.final_refinement`` (or ``steps``) steps over every stored keyframe."""
+        config = self.config.mapping.final_refinement
+        if steps is not None:
+            config = dataclasses.replace(config, steps=steps)
+        with self._lock:
+            return self.backend.refine_final(config)
 
     def save_map(self, path: str | Path) -> None:
         from gs4_slam.map_io import save_map

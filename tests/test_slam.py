@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from gs4_slam.config import ConfigError
 from gs4_slam.frame import Frame
@@ -206,6 +207,67 @@ def test_densification_adds_gaussians_on_keyframes(frames):
     finally:
         plain.close()
         dense.close()
+
+
+def test_final_refinement_improves_the_map(frames):
+    mapping = {"threaded": False, "refinement": {"enabled": False}, "final_refinement": {"densify_per_keyframe": 0}}
+    slam, results = _run(frames[:15], threaded=False, mapping=mapping)
+    try:
+        before, n_before = _psnr(slam, results, frames), len(slam.backend)
+        stored = len(slam.backend.keyframes) + len(slam.backend.older_keyframes)
+        off = slam.refine_final_map(steps=0)
+        assert off.steps == 0 and off.seconds == 0.0 and _psnr(slam, results, frames) == before
+        report = slam.refine_final_map(steps=40)
+        assert report.steps == 40 and report.keyframes == stored >= 2
+        assert report.last_loss < report.first_loss
+        assert len(slam.backend) <= n_before  # refinement only moves or prunes Gaussians
+        assert _psnr(slam, results, frames) > before + 1.0
+    finally:
+        slam.close()
+
+
+def test_final_refinement_densifies_where_keyframes_render_badly_and_keeps_classes(frames):
+    mapping = {"threaded": False, "refinement": {"enabled": False},
+               "final_refinement": {"steps": 20, "densify_per_keyframe": 300}}
+    slam, results = _run(frames[:15], threaded=False, mapping=mapping)
+    try:
+        n_before = len(slam.backend)
+        classes_before = _rendered_classes(slam, results, frames)
+        report = slam.refine_final_map()
+        assert 0 < report.densified <= 300 * report.keyframes
+        assert len(slam.backend) > n_before
+        added = slam.backend.map.semantics[n_before:]
+        assert torch.allclose(added.sum(dim=1), torch.ones(len(added)), atol=1e-3), "added Gaussians carry classes"
+        agree = np.mean([np.mean(a == b) for a, b in zip(classes_before, _rendered_classes(slam, results, frames))])
+        assert agree > 0.9, "what the map says about classes survives"
+    finally:
+        slam.close()
+
+
+def _rendered_classes(slam, results, frames) -> list[np.ndarray]:
+    views = []
+    for frame, result in list(zip(frames, results))[::5]:
+        out = slam.render(result.T_world_cam, frame.intrinsics, channels=("semantics",))
+        views.append(out.semantics.argmax(dim=-1).numpy())
+    return views
+
+
+def test_final_refinement_stops_at_its_time_limit(frames, caplog):
+    mapping = {"threaded": False, "refinement": {"enabled": False},
+               "final_refinement": {"steps": 10_000, "max_s": 0.5}}
+    slam, _ = _run(frames[:8], threaded=False, mapping=mapping)
+    try:
+        report = slam.refine_final_map()
+        assert 0 < report.steps < 10_000 and report.seconds < 5.0
+        assert "time limit" in caplog.text
+    finally:
+        slam.close()
+
+
+def test_final_refinement_settings_are_checked():
+    for key, value in (("steps", -1), ("max_s", -1.0), ("densify_per_keyframe", -5)):
+        with pytest.raises(ConfigError, match=f"final_refinement.{key}"):
+            load_slam_config(overrides={"mapping": {"final_refinement": {key: value}}})
 
 
 def test_realtime_runs_release_frames_at_their_timestamps():

@@ -25,6 +25,7 @@ from torch import Tensor
 from gs4_slam.camera import Intrinsics, Pose
 from gs4_slam.gaussians import GaussianMap, GaussianSet
 from gs4_slam.mapping.densify import DensifyConfig, block_errors, densify
+from gs4_slam.mapping.final_refinement import FinalRefinementConfig, FinalRefinementReport, refine_map
 from gs4_slam.mapping.insertion import InsertionConfig, select_new
 from gs4_slam.mapping.optimizer import (
     KeyframeMemory,
@@ -62,6 +63,7 @@ class MappingConfig:
     refinement: RefinerConfig = field(default_factory=RefinerConfig)
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
     semantics: SemanticFusionConfig = field(default_factory=SemanticFusionConfig)
+    final_refinement: FinalRefinementConfig = field(default_factory=FinalRefinementConfig)
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
@@ -361,6 +363,14 @@ class MappingBackend:
             stage["prune_ms"] = 1000.0 * (time.perf_counter() - t0)
 
     # ---------------------------------------------------------------- reading
+
+    def refine_final(self, config: FinalRefinementConfig) -> FinalRefinementReport:
+        """After the last frame: optimise the whole map over every stored keyframe."""
+        self.flush()
+        views = self.older_keyframes.draw(len(self.older_keyframes)) + self.keyframes
+        with self.lock:
+            return refine_map(self.map, views, config, self.config.optimization, self.config.densify,
+                              self.config.max_gaussians)
 
     def take_refined_poses(self) -> dict[int, Pose]:
         """Keyframe poses refined since the last call (keyframe id -> pose)."""

@@ -22,7 +22,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -38,6 +38,7 @@ from gs4_slam.ros import params
 from gs4_slam.ros.field_docs import field_descriptions
 from gs4_slam.playback_clock import PlaybackClock
 from gs4_slam.ros.playback import PlayerConfig, Scheduled, open_source, playback_order
+from gs4_slam.ros.spinning import spin_until_stopped
 
 COLOR_TOPIC = "camera/color/image_raw"
 DEPTH_TOPIC = "camera/aligned_depth_to_color/image_raw"
@@ -258,18 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    try:
+
+    def play() -> None:
         while not (node.finished and node.config.exit_at_end):
             executor.spin_once(timeout_sec=0.1)
         node.flush()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        # rclpy's signal handler shuts the context down asynchronously; a timer created a
-        # moment later (the executor's wait timer, or a tick re-arming) then raises
-        # RCLError out of spin_once. That is Ctrl-C, a normal stop (exit code 0).
-        if node.context.ok():
-            raise
+
+    try:
+        spin_until_stopped(play, node.context)
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -29,7 +29,7 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -44,6 +44,7 @@ from gs4_slam.ros import conversions as conv
 from gs4_slam.ros import params
 from gs4_slam.ros.publishers import SlamPublishers, StatusReport
 from gs4_slam.ros.services import PathRefused, confined_map_path
+from gs4_slam.ros.spinning import spin_until_stopped
 from gs4_slam.ros.sync import create_synchronized_subscriptions, stamp_ns
 from gs4_slam.ros.worker import PeriodicThread, PipelineWorker
 from gs4_slam.slam import Slam, SlamConfig, SlamResult
@@ -347,8 +348,11 @@ class SlamNode(Node):
 
         def save() -> str:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # The pipeline waits meanwhile; frames arriving then are dropped (and counted).
+            refined = self.slam.refine_final_map()
             self.slam.save_map(path)
-            return f"{len(self.slam.map_set())} Gaussians"
+            note = f", after {refined.steps} refinement steps ({refined.seconds:.1f} s)" if refined.steps else ""
+            return f"{len(self.slam.map_set())} Gaussians{note}"
 
         return self._on_pipeline(save, response, f"saved {path}")
 
@@ -423,9 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_stopped(executor.spin, node.context)
     finally:
         node.close()
         executor.shutdown()

@@ -1,0 +1,169 @@
+"""Final refinement: more optimisation of the whole map once the last frame is in.
+
+While frames arrive, a keyframe gets 1-5 joint iterations on a small window,
+because mapping shares the CPU with tracking. After the last frame nothing
+competes for it, so the map can take many more Adam steps (the same loss, the
+keyframes' poses fixed), each on one stored keyframe drawn at random, before it
+is evaluated or saved (MonoGS refines its map at the end of a run for the same
+reason). The steps are few enough to keep a whole run above real time on two
+CPU cores; ``steps: 0`` turns it off. Gaussians left nearly transparent are
+pruned afterwards.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gs4_slam.gaussians import GaussianMap, GaussianSet
+from gs4_slam.losses import color_loss, depth_l1
+from gs4_slam.mapping.densify import DensifyConfig, block_errors, densify
+from gs4_slam.mapping.optimizer import _OPTIMISED, KeyframeView, OptimizationConfig, _with_params
+from gs4_slam.render import render
+from gs4_slam.render.projection import project_points
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinalRefinementConfig:
+    steps: int = 0  # Adam steps after the last frame, one stored keyframe each (0: off)
+    #: Stop early after this long (0: no limit): a large map's steps are slower, and a
+    #: save that waits on them must still answer within the node's service timeout.
+    max_s: float = 60.0
+    seed: int = 0  # of the keyframe draw, so a run's refinement is repeatable
+    #: First add up to this many finer Gaussians per stored keyframe where the map
+    #: renders it badly (``mapping.densify``'s test and stride; 0: none). Their classes
+    #: are what the map renders there, as no class observation follows.
+    densify_per_keyframe: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.steps <= 100_000:
+            raise ValueError(f"mapping.final_refinement.steps must be in 0..100000, got {self.steps}")
+        if self.densify_per_keyframe < 0:
+            raise ValueError(f"mapping.final_refinement.densify_per_keyframe must be >= 0, got "
+                             f"{self.densify_per_keyframe}")
+        if self.max_s < 0:
+            raise ValueError(f"mapping.final_refinement.max_s must be >= 0, got {self.max_s}")
+
+
+@dataclass
+class FinalRefinementReport:
+    steps: int
+    keyframes: int
+    gaussians: int  # after it
+    densified: int  # Gaussians it added
+    seconds: float
+    first_loss: float  # mean over the first tenth of the steps
+    last_loss: float  # mean over the last tenth
+
+
+def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinementConfig,
+               opt: OptimizationConfig, densify_cfg: DensifyConfig | None = None,
+               max_gaussians: int = 50_000) -> FinalRefinementReport:
+    """Run ``cfg.steps`` steps over ``views`` on every Gaussian of ``gmap`` and write the result back.
+
+    The caller makes sure nothing else changes the map meanwhile (the run has ended).
+    """
+    start = time.perf_counter()
+    if cfg.steps == 0 or not views or len(gmap) == 0:
+        return FinalRefinementReport(0, len(views), len(gmap), 0, 0.0, float("nan"), float("nan"))
+    densified = 0
+    if cfg.densify_per_keyframe:
+        densify_cfg = dataclasses.replace(densify_cfg or DensifyConfig(), max_per_frame=cfg.densify_per_keyframe)
+        densified = _densify(gmap, views, densify_cfg, max_gaussians)
+    indices = torch.arange(len(gmap), device=gmap.device)
+    subset = gmap.as_set(indices)
+    params = {name: getattr(subset, name).detach().clone().requires_grad_(True) for name in _OPTIMISED}
+    optimiser = torch.optim.Adam([
+        {"params": [params["means"]], "lr": opt.lr_means},
+        {"params": [params["log_scales"]], "lr": opt.lr_log_scales},
+        {"params": [params["quats"]], "lr": opt.lr_quats},
+        {"params": [params["opacity_logits"]], "lr": opt.lr_opacity},
+        {"params": [params["sh_dc"]], "lr": opt.lr_color},
+    ], eps=1e-15)
+    T_cam_world = [torch.as_tensor(np.array(v.T_world_cam.inverse().matrix), dtype=subset.dtype, device=subset.device)
+                   for v in views]
+    draws = np.random.default_rng(cfg.seed).integers(len(views), size=cfg.steps)
+    losses = []
+    for k in draws:
+        if cfg.max_s and time.perf_counter() - start > cfg.max_s:
+            log.warning("final refinement stopped at its time limit (max_s %.0f s) after %d of %d steps",
+                        cfg.max_s, len(losses), cfg.steps)
+            break
+        optimiser.zero_grad(set_to_none=True)
+        loss = _view_loss(_with_params(subset, params), views[int(k)], T_cam_world[int(k)], opt)
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        params["quats"].data = torch.nn.functional.normalize(params["quats"].data, dim=1)
+        gmap.write(indices, _with_params(subset, params).detach())
+        gmap.mark_updated(indices)
+        gmap.prune(min_opacity=opt.min_opacity)
+    tenth = max(1, len(losses) // 10)
+    first, last = (float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:]))) if losses else (np.nan, np.nan)
+    report = FinalRefinementReport(len(losses), len(views), len(gmap), densified, time.perf_counter() - start,
+                                   first, last)
+    log.info("final refinement: %d steps over %d keyframes, %d Gaussians (%d added), %.1f s (loss %.4f -> %.4f)",
+             report.steps, report.keyframes, report.gaussians, densified, report.seconds, report.first_loss,
+             report.last_loss)
+    return report
+
+
+def _view_loss(gaussians: GaussianSet, view: KeyframeView, T_cam_world: torch.Tensor,
+               opt: OptimizationConfig) -> torch.Tensor:
+    """The keyframe optimisation's loss on one view: 0.8·L1 + 0.2·(1−SSIM) + depth L1."""
+    out = render(gaussians, view.intrinsics, T_cam_world, channels=("color", "depth"))
+    loss = color_loss(out.color.permute(2, 0, 1)[None], view.color[None], ssim_weight=opt.ssim_weight)
+    return loss + opt.depth_weight * depth_l1(out.depth, view.depth_m)
+
+
+def _classes_for(extra: GaussianSet, gmap: GaussianMap, out, T_cam_world: torch.Tensor, view: KeyframeView,
+                 neighbours: int = 4) -> torch.Tensor:
+    """[K, C] class distributions for new Gaussians: that of the nearest of their ``neighbours`` nearest
+    map Gaussians whose class is the one the map renders at their pixel (the nearest one if none is).
+
+    Copying a mapped Gaussian keeps its fused confidence; the rendered distribution
+    itself is a blend of several Gaussians, less certain than any of them.
+    """
+    u, v, _, _ = project_points(extra.means, T_cam_world, view.intrinsics)
+    h, w = out.alpha.shape
+    shown = out.semantics[v.clamp(0, h - 1), u.clamp(0, w - 1)].argmax(dim=1)
+    k = min(neighbours, len(gmap))
+    # In blocks, so the distance matrix stays small (256 x map size) however many are added.
+    nearest = torch.cat([torch.cdist(block, gmap.means).topk(k, dim=1, largest=False).indices
+                         for block in extra.means.split(256)])  # [K, k], nearest first
+    same = gmap.semantics[nearest].argmax(dim=2) == shown[:, None]
+    pick = torch.where(same.any(dim=1), same.float().argmax(dim=1), torch.zeros_like(shown))
+    return gmap.semantics[nearest.gather(1, pick[:, None])[:, 0]].clone()
+
+
+def _densify(gmap: GaussianMap, views: list[KeyframeView], cfg: DensifyConfig, max_gaussians: int) -> int:
+    """Finer Gaussians where each view renders badly, classed as the map renders them there."""
+    added = 0
+    for view in views:
+        room = max_gaussians - len(gmap)
+        if room <= 0:
+            log.warning("final refinement: the map is at max_gaussians (%d); no more densification", max_gaussians)
+            break
+        T_cam_world = torch.as_tensor(np.array(view.T_world_cam.inverse().matrix), dtype=gmap.dtype,
+                                      device=gmap.device)
+        with torch.no_grad():
+            channels = ("color", "semantics", "alpha") if gmap.num_classes else ("color",)
+            out = render(gmap, view.intrinsics, T_cam_world, channels=channels)
+            score = block_errors(out.color.permute(2, 0, 1), view.color, None, None, cfg)
+            extra = densify(score, view.color, view.depth_m, view.intrinsics, view.T_world_cam, gmap.num_classes,
+                            gmap.feature_dim, cfg)
+        extra = extra.index(torch.arange(min(room, len(extra)), device=extra.means.device))
+        if len(extra) == 0:
+            continue
+        if gmap.num_classes:
+            extra = dataclasses.replace(extra, semantics=_classes_for(extra, gmap, out, T_cam_world, view))
+        gmap.add(extra)
+        added += len(extra)
+    return added
