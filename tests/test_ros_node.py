@@ -187,8 +187,10 @@ def test_label_images_are_fused_and_classes_can_be_queried(run):
     confidence = np.frombuffer(bytes(run.listener.received["render/semantic_confidence"][-1].data), "<f4")
     assert np.all((confidence >= 0) & (confidence <= 1)) and np.median(confidence) > 0.5
     points = structured_from_pointcloud2(run.listener.received["map_cloud"][-1])
-    # The baseline predictor's classes are uniform, so a class that wins came from the label images.
-    assert np.median(points["confidence"]) > 0.5 and len(np.unique(points["label"])) >= 2
+    # The baseline predictor's classes are uniform (confidence 1/20), so a class that wins came from
+    # the label images. (Saving densified the map: Gaussians no label image has seen carry the blend
+    # the map renders at their place, less certain than the observed ones.)
+    assert np.median(points["confidence"]) > 0.25 and len(np.unique(points["label"])) >= 2
     floor = run.listener.call(QueryClass, "query_class", QueryClass.Request(class_name="floor"))
     assert floor.success and floor.count > 0 and len(floor.centroids) >= 1, floor.message
     assert len(floor.centroids) == len(floor.bbox_min) == len(floor.bbox_max) == len(floor.cluster_sizes)

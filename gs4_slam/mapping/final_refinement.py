@@ -123,24 +123,18 @@ def _view_loss(gaussians: GaussianSet, view: KeyframeView, T_cam_world: torch.Te
     return loss + opt.depth_weight * depth_l1(out.depth, view.depth_m)
 
 
-def _classes_for(extra: GaussianSet, gmap: GaussianMap, out, T_cam_world: torch.Tensor, view: KeyframeView,
-                 neighbours: int = 4) -> torch.Tensor:
-    """[K, C] class distributions for new Gaussians: that of the nearest of their ``neighbours`` nearest
-    map Gaussians whose class is the one the map renders at their pixel (the nearest one if none is).
+def _rendered_classes(extra: GaussianSet, out, T_cam_world: torch.Tensor, view: KeyframeView) -> torch.Tensor:
+    """[K, C] the class distribution the map renders at each new Gaussian's pixel.
 
-    Copying a mapped Gaussian keeps its fused confidence; the rendered distribution
-    itself is a blend of several Gaussians, less certain than any of them.
+    A blend of the Gaussians there, so less certain than they are: right for a
+    Gaussian no class observation has seen. (Copying the nearest mapped Gaussian of
+    the rendered class instead kept confidences high but lost thin objects: pictures
+    on the held-out rooms' walls fell from 70 to 54 IoU with the ground-truth stream.)
     """
     u, v, _, _ = project_points(extra.means, T_cam_world, view.intrinsics)
     h, w = out.alpha.shape
-    shown = out.semantics[v.clamp(0, h - 1), u.clamp(0, w - 1)].argmax(dim=1)
-    k = min(neighbours, len(gmap))
-    # In blocks, so the distance matrix stays small (256 x map size) however many are added.
-    nearest = torch.cat([torch.cdist(block, gmap.means).topk(k, dim=1, largest=False).indices
-                         for block in extra.means.split(256)])  # [K, k], nearest first
-    same = gmap.semantics[nearest].argmax(dim=2) == shown[:, None]
-    pick = torch.where(same.any(dim=1), same.float().argmax(dim=1), torch.zeros_like(shown))
-    return gmap.semantics[nearest.gather(1, pick[:, None])[:, 0]].clone()
+    u, v = u.clamp(0, w - 1), v.clamp(0, h - 1)
+    return out.semantics[v, u] / out.alpha[v, u].clamp(min=1e-6)[:, None]
 
 
 def _densify(gmap: GaussianMap, views: list[KeyframeView], cfg: DensifyConfig, max_gaussians: int) -> int:
@@ -163,7 +157,7 @@ def _densify(gmap: GaussianMap, views: list[KeyframeView], cfg: DensifyConfig, m
         if len(extra) == 0:
             continue
         if gmap.num_classes:
-            extra = dataclasses.replace(extra, semantics=_classes_for(extra, gmap, out, T_cam_world, view))
+            extra = dataclasses.replace(extra, semantics=_rendered_classes(extra, out, T_cam_world, view))
         gmap.add(extra)
         added += len(extra)
     return added

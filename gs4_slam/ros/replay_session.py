@@ -69,6 +69,7 @@ class SessionResult:
     fps: float
     wall_s: float
     map_path: Path
+    save_s: float = 0.0  # the save_map call, the node's final refinement included
     status: SlamStatus | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -175,9 +176,12 @@ class ReplaySession:
                                  {"wait_for_subscribers": "1", **player_overrides},
                                  {"stamps": "dataset", "loop": "false", "paused": "false", "exit_at_end": "true"})
             notes = self._wait_until_processed(monitor, node, player)
+            saving = time.monotonic()
             map_path = self._save_map(monitor, node, out_dir)
+            save_s = time.monotonic() - saving
             player.wait(15.0)  # it exits by itself once subscribers acknowledged its last frame
             result = self._result(monitor, time.monotonic() - start, map_path, notes)
+            result.save_s = save_s
         finally:
             self.stop()
             monitor.close()
