@@ -362,8 +362,6 @@ class MappingBackend:
                 self.stats.pruned += remove_floaters(self.map, window, self.config.optimization)
             stage["prune_ms"] = 1000.0 * (time.perf_counter() - t0)
 
-    # ---------------------------------------------------------------- reading
-
     def refine_final(self, config: FinalRefinementConfig) -> FinalRefinementReport:
         """After the last frame: optimise the whole map over every stored keyframe."""
         self.flush()
@@ -371,6 +369,8 @@ class MappingBackend:
         with self.lock:
             return refine_map(self.map, views, config, self.config.optimization, self.config.densify,
                               self.config.max_gaussians)
+
+    # ---------------------------------------------------------------- reading
 
     def take_refined_poses(self) -> dict[int, Pose]:
         """Keyframe poses refined since the last call (keyframe id -> pose)."""

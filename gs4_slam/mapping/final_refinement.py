@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from gs4_slam.gaussians import GaussianMap, GaussianSet
-from gs4_slam.losses import color_loss, depth_l1
 from gs4_slam.mapping.densify import DensifyConfig, block_errors, densify
-from gs4_slam.mapping.optimizer import _OPTIMISED, KeyframeView, OptimizationConfig, _with_params
+from gs4_slam.mapping.optimizer import (KeyframeView, OptimizationConfig, param_groups, trainable_copy, view_loss,
+                                        with_params)
 from gs4_slam.render import render
 from gs4_slam.render.projection import project_points
 
@@ -78,14 +78,8 @@ def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinemen
         densified = _densify(gmap, views, densify_cfg, max_gaussians)
     indices = torch.arange(len(gmap), device=gmap.device)
     subset = gmap.as_set(indices)
-    params = {name: getattr(subset, name).detach().clone().requires_grad_(True) for name in _OPTIMISED}
-    optimiser = torch.optim.Adam([
-        {"params": [params["means"]], "lr": opt.lr_means},
-        {"params": [params["log_scales"]], "lr": opt.lr_log_scales},
-        {"params": [params["quats"]], "lr": opt.lr_quats},
-        {"params": [params["opacity_logits"]], "lr": opt.lr_opacity},
-        {"params": [params["sh_dc"]], "lr": opt.lr_color},
-    ], eps=1e-15)
+    params = trainable_copy(subset)
+    optimiser = torch.optim.Adam(param_groups(params, opt), eps=1e-15)
     T_cam_world = [torch.as_tensor(np.array(v.T_world_cam.inverse().matrix), dtype=subset.dtype, device=subset.device)
                    for v in views]
     draws = np.random.default_rng(cfg.seed).integers(len(views), size=cfg.steps)
@@ -96,13 +90,13 @@ def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinemen
                         cfg.max_s, len(losses), cfg.steps)
             break
         optimiser.zero_grad(set_to_none=True)
-        loss = _view_loss(_with_params(subset, params), views[int(k)], T_cam_world[int(k)], opt)
+        loss = view_loss(with_params(subset, params), views[int(k)], T_cam_world[int(k)], opt)
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
     with torch.no_grad():
         params["quats"].data = torch.nn.functional.normalize(params["quats"].data, dim=1)
-        gmap.write(indices, _with_params(subset, params).detach())
+        gmap.write(indices, with_params(subset, params).detach())
         gmap.mark_updated(indices)
         gmap.prune(min_opacity=opt.min_opacity)
     tenth = max(1, len(losses) // 10)
@@ -113,14 +107,6 @@ def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinemen
              report.steps, report.keyframes, report.gaussians, densified, report.seconds, report.first_loss,
              report.last_loss)
     return report
-
-
-def _view_loss(gaussians: GaussianSet, view: KeyframeView, T_cam_world: torch.Tensor,
-               opt: OptimizationConfig) -> torch.Tensor:
-    """The keyframe optimisation's loss on one view: 0.8·L1 + 0.2·(1−SSIM) + depth L1."""
-    out = render(gaussians, view.intrinsics, T_cam_world, channels=("color", "depth"))
-    loss = color_loss(out.color.permute(2, 0, 1)[None], view.color[None], ssim_weight=opt.ssim_weight)
-    return loss + opt.depth_weight * depth_l1(out.depth, view.depth_m)
 
 
 def _rendered_classes(extra: GaussianSet, out, T_cam_world: torch.Tensor, view: KeyframeView) -> torch.Tensor:

@@ -23,7 +23,7 @@ from gs4_slam.losses import color_loss, depth_l1
 from gs4_slam.render import render
 from gs4_slam.render.projection import project_points
 
-_OPTIMISED = ("means", "log_scales", "quats", "opacity_logits", "sh_dc")
+OPTIMISED_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "sh_dc")
 
 
 @dataclass(frozen=True)
@@ -145,14 +145,8 @@ def optimize_window(gmap: GaussianMap, views: list[KeyframeView], cfg: Optimizat
         return OptimizationReport(0, 0, float("nan"), {})
     indices = torch.nonzero(_visible_union(gmap, views)).flatten()
     subset = gmap.as_set(indices)
-    params = {name: getattr(subset, name).detach().clone().requires_grad_(True) for name in _OPTIMISED}
-    groups = [
-        {"params": [params["means"]], "lr": cfg.lr_means},
-        {"params": [params["log_scales"]], "lr": cfg.lr_log_scales},
-        {"params": [params["quats"]], "lr": cfg.lr_quats},
-        {"params": [params["opacity_logits"]], "lr": cfg.lr_opacity},
-        {"params": [params["sh_dc"]], "lr": cfg.lr_color},
-    ]
+    params = trainable_copy(subset)
+    groups = param_groups(params, cfg)
     dtype, device = subset.dtype, subset.device
     # Fixed views (at least the window's oldest keyframe) anchor the gauge.
     twists = [torch.zeros(6, dtype=dtype, device=device, requires_grad=cfg.optimize_poses and i >= fixed_poses)
@@ -164,19 +158,16 @@ def optimize_window(gmap: GaussianMap, views: list[KeyframeView], cfg: Optimizat
     loss_value = float("nan")
     for _ in range(cfg.iterations):
         optimiser.zero_grad(set_to_none=True)
-        gaussians = _with_params(subset, params)
+        gaussians = with_params(subset, params)
         total = 0.0
         for view, twist, base in zip(views, twists, bases):
-            out = render(gaussians, view.intrinsics, se3_exp(twist) @ base, channels=("color", "depth"))
-            loss = color_loss(out.color.permute(2, 0, 1)[None], view.color[None], ssim_weight=cfg.ssim_weight)
-            loss = loss + cfg.depth_weight * depth_l1(out.depth, view.depth_m)
-            total = total + loss / len(views)
+            total = total + view_loss(gaussians, view, se3_exp(twist) @ base, cfg) / len(views)
         total.backward()
         optimiser.step()
         loss_value = total.item()
     with torch.no_grad():
         params["quats"].data = torch.nn.functional.normalize(params["quats"].data, dim=1)
-        optimised = _with_params(subset, params).detach()
+        optimised = with_params(subset, params).detach()
     refined = {}
     for view, twist, base in zip(views, twists, bases):
         T_cam_world = (se3_exp(twist.detach()) @ base).double().cpu().numpy()
@@ -184,7 +175,30 @@ def optimize_window(gmap: GaussianMap, views: list[KeyframeView], cfg: Optimizat
     return OptimizationReport(cfg.iterations, int(indices.numel()), loss_value, refined, indices, optimised)
 
 
-def _with_params(subset: GaussianSet, params: dict[str, Tensor]) -> GaussianSet:
+def trainable_copy(subset: GaussianSet) -> dict[str, Tensor]:
+    """The optimised fields of ``subset``, detached copies that take gradients."""
+    return {name: getattr(subset, name).detach().clone().requires_grad_(True) for name in OPTIMISED_FIELDS}
+
+
+def param_groups(params: dict[str, Tensor], cfg: OptimizationConfig) -> list[dict]:
+    """Adam parameter groups of :func:`trainable_copy`'s tensors, each field at its learning rate."""
+    return [
+        {"params": [params["means"]], "lr": cfg.lr_means},
+        {"params": [params["log_scales"]], "lr": cfg.lr_log_scales},
+        {"params": [params["quats"]], "lr": cfg.lr_quats},
+        {"params": [params["opacity_logits"]], "lr": cfg.lr_opacity},
+        {"params": [params["sh_dc"]], "lr": cfg.lr_color},
+    ]
+
+
+def view_loss(gaussians: GaussianSet, view: KeyframeView, T_cam_world: Tensor, cfg: OptimizationConfig) -> Tensor:
+    """The keyframe loss on one view: 0.8·L1 + 0.2·(1−SSIM) of colour + depth L1."""
+    out = render(gaussians, view.intrinsics, T_cam_world, channels=("color", "depth"))
+    loss = color_loss(out.color.permute(2, 0, 1)[None], view.color[None], ssim_weight=cfg.ssim_weight)
+    return loss + cfg.depth_weight * depth_l1(out.depth, view.depth_m)
+
+
+def with_params(subset: GaussianSet, params: dict[str, Tensor]) -> GaussianSet:
     return GaussianSet(
         means=params["means"],
         log_scales=params["log_scales"],

@@ -180,8 +180,7 @@ class ReplaySession:
             map_path = self._save_map(monitor, node, out_dir)
             save_s = time.monotonic() - saving
             player.wait(15.0)  # it exits by itself once subscribers acknowledged its last frame
-            result = self._result(monitor, time.monotonic() - start, map_path, notes)
-            result.save_s = save_s
+            result = self._result(monitor, time.monotonic() - start, map_path, notes, save_s)
         finally:
             self.stop()
             monitor.close()
@@ -274,14 +273,14 @@ class ReplaySession:
         return out_dir / self.options.map_name
 
     @staticmethod
-    def _result(monitor: _Monitor, wall_s: float, map_path: Path, notes: list[str]) -> SessionResult:
+    def _result(monitor: _Monitor, wall_s: float, map_path: Path, notes: list[str], save_s: float) -> SessionResult:
         status = monitor.status
         times = monitor.pose_times
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         return SessionResult(poses=sorted(monitor.poses.items()), published=monitor.end_count or 0,
                              input_frames=status.input_frames, processed=status.processed_frames,
-                             dropped=status.dropped_frames, fps=fps, wall_s=wall_s, map_path=map_path, status=status,
-                             notes=notes)
+                             dropped=status.dropped_frames, fps=fps, wall_s=wall_s, map_path=map_path,
+                             save_s=save_s, status=status, notes=notes)
 
     def stop(self) -> None:
         """Stop every started process (SIGINT, then SIGKILL); never leaves one running."""
