@@ -72,16 +72,16 @@ def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinemen
     start = time.perf_counter()
     if cfg.steps == 0 or not views or len(gmap) == 0:
         return FinalRefinementReport(0, len(views), len(gmap), 0, 0.0, float("nan"), float("nan"))
+    T_cam_world = [torch.as_tensor(np.array(v.T_world_cam.inverse().matrix), dtype=gmap.dtype, device=gmap.device)
+                   for v in views]
     densified = 0
     if cfg.densify_per_keyframe:
         densify_cfg = dataclasses.replace(densify_cfg or DensifyConfig(), max_per_frame=cfg.densify_per_keyframe)
-        densified = _densify(gmap, views, densify_cfg, max_gaussians)
+        densified = _densify(gmap, views, T_cam_world, densify_cfg, max_gaussians)
     indices = torch.arange(len(gmap), device=gmap.device)
     subset = gmap.as_set(indices)
     params = trainable_copy(subset)
     optimiser = torch.optim.Adam(param_groups(params, opt), eps=1e-15)
-    T_cam_world = [torch.as_tensor(np.array(v.T_world_cam.inverse().matrix), dtype=subset.dtype, device=subset.device)
-                   for v in views]
     draws = np.random.default_rng(cfg.seed).integers(len(views), size=cfg.steps)
     losses = []
     for k in draws:
@@ -123,16 +123,15 @@ def _rendered_classes(extra: GaussianSet, out, T_cam_world: torch.Tensor, view: 
     return out.semantics[v, u] / out.alpha[v, u].clamp(min=1e-6)[:, None]
 
 
-def _densify(gmap: GaussianMap, views: list[KeyframeView], cfg: DensifyConfig, max_gaussians: int) -> int:
+def _densify(gmap: GaussianMap, views: list[KeyframeView], T_cams_world: list[torch.Tensor], cfg: DensifyConfig,
+             max_gaussians: int) -> int:
     """Finer Gaussians where each view renders badly, classed as the map renders them there."""
     added = 0
-    for view in views:
+    for view, T_cam_world in zip(views, T_cams_world):
         room = max_gaussians - len(gmap)
         if room <= 0:
             log.warning("final refinement: the map is at max_gaussians (%d); no more densification", max_gaussians)
             break
-        T_cam_world = torch.as_tensor(np.array(view.T_world_cam.inverse().matrix), dtype=gmap.dtype,
-                                      device=gmap.device)
         with torch.no_grad():
             channels = ("color", "semantics", "alpha") if gmap.num_classes else ("color",)
             out = render(gmap, view.intrinsics, T_cam_world, channels=channels)
