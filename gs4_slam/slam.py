@@ -94,6 +94,16 @@ class SlamResult:
     stage_times_ms: dict[str, float]
 
 
+@dataclass(frozen=True)
+class _TrackedPose:
+    """A frame's pose as tracked, and what it was tracked against (to follow that keyframe's refinement)."""
+
+    timestamp_s: float
+    T_world_cam: Pose
+    keyframe_id: int | None  # the tracking reference after this frame
+    T_world_keyframe: Pose | None  # that keyframe's pose at the time
+
+
 class Slam:
     """Tracker + Gaussian Prediction Model + mapping backend."""
 
@@ -129,7 +139,7 @@ class Slam:
             mapping = dataclasses.replace(mapping, refinement=dataclasses.replace(mapping.refinement, enabled=False))
         self.backend = MappingBackend(mapping, self.label_set.num_classes, self.predictor.feature_dim,
                                       tuple(self.label_set.class_names), self.config.device)
-        self._trajectory: list[tuple[float, Pose]] = []
+        self._trajectory: list[_TrackedPose] = []
         self._frames_seen = 0
         self._warned_no_labels = False
 
@@ -173,7 +183,7 @@ class Slam:
         times["track_ms"] = _ms(t0)
         self._frames_seen += 1
         pose = tracked.T_world_cam
-        self._trajectory.append((frame.timestamp_s, pose))
+        self._trajectory.append(self._tracked_pose(frame.timestamp_s, pose, tracked.keyframe_id))
         due = self.config.mapping.integrate_every and self._frames_seen % self.config.mapping.integrate_every == 0
         if tracked.status is not TrackingStatus.LOST and (tracked.is_keyframe or due):
             t0 = time.perf_counter()
@@ -234,9 +244,27 @@ class Slam:
         """A detached CPU copy of the map's Gaussians."""
         return self.backend.snapshot()
 
-    def trajectory(self) -> list[tuple[float, Pose]]:
+    def trajectory(self, refined: bool = True) -> list[tuple[float, Pose]]:
+        """(timestamp, T_world_cam) of every processed frame.
+
+        ``refined``: each pose moves with the keyframe it was tracked against, as
+        mapping (the keyframe optimisation, the final refinement) refined that
+        keyframe's pose since; a frame is tracked relative to its keyframe, so that
+        is where its error came from. Otherwise the poses as tracked at the time
+        (what ``process`` returned and a node published).
+        """
         with self._lock:
-            return list(self._trajectory)
+            entries = list(self._trajectory)
+        if not refined:
+            return [(e.timestamp_s, e.T_world_cam) for e in entries]
+        keyframe_poses = dict(self.backend.refined_poses)
+        return [(e.timestamp_s, _follow_keyframe(e, keyframe_poses.get(e.keyframe_id))) for e in entries]
+
+    def _tracked_pose(self, timestamp_s: float, T_world_cam: Pose, keyframe_id: int | None) -> _TrackedPose:
+        keyframes = self.tracker.keyframes
+        if keyframe_id is None or not 0 <= keyframe_id < len(keyframes):
+            return _TrackedPose(timestamp_s, T_world_cam, None, None)
+        return _TrackedPose(timestamp_s, T_world_cam, keyframe_id, keyframes[keyframe_id].T_world_cam)
 
     def flush(self) -> None:
         """Wait for the mapping thread to finish queued work."""
@@ -282,6 +310,12 @@ class Slam:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _follow_keyframe(entry: _TrackedPose, T_world_keyframe_now: Pose | None) -> Pose:
+    if T_world_keyframe_now is None or entry.T_world_keyframe is None:
+        return entry.T_world_cam
+    return T_world_keyframe_now @ entry.T_world_keyframe.inverse() @ entry.T_world_cam
 
 
 def _ms(since: float) -> float:

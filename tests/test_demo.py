@@ -14,9 +14,9 @@ def test_offline_demo_writes_map_metrics_and_renders(tmp_path):
     assert _run_offline(args) == 0
     out = tmp_path / "out"
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("ate_cm", "psnr", "miou", "fps", "n_gaussians"):
+    for key in ("ate_cm", "ate_cm_live", "psnr", "miou", "fps", "n_gaussians"):
         assert key in metrics, key
-    assert metrics["ate_cm"] < 1.0 and metrics["psnr"] > 18.0
+    assert metrics["ate_cm"] < 1.0 and metrics["ate_cm_live"] < 1.0 and metrics["psnr"] > 18.0
     assert len(load_map(out / "map.ply")) == metrics["n_gaussians"] > 0
     assert (out / "trajectory.txt").is_file() and (out / "trajectory.png").is_file()
     assert list((out / "renders").glob("*.png"))

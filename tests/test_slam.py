@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from gs4_slam.camera import Pose
 from gs4_slam.config import ConfigError
 from gs4_slam.frame import Frame
 from gs4_slam.metrics.image import psnr
@@ -264,8 +265,66 @@ def test_final_refinement_stops_at_its_time_limit(frames, caplog):
         slam.close()
 
 
+def test_final_refinement_pulls_a_misplaced_keyframe_back(frames):
+    mapping = {"threaded": False, "refinement": {"enabled": False},
+               "final_refinement": {"steps": 120, "densify_per_keyframe": 0, "lr_pose": 1e-3}}
+    slam, results = _run(frames, threaded=False, mapping=mapping)
+    try:
+        memory = slam.backend.older_keyframes
+        oldest = (memory.draw(len(memory)) + slam.backend.keyframes)[0].keyframe_id
+        view = slam.backend.keyframes[-1]
+        assert view.keyframe_id != oldest
+        placed = view.T_world_cam
+        misplaced = placed @ Pose.from_rt(np.eye(3), np.array([0.02, -0.01, 0.0]))
+        view.T_world_cam = misplaced
+        report = slam.refine_final_map()
+        assert oldest not in report.refined_poses, "the oldest stored keyframe anchors the gauge"
+        refined = report.refined_poses[view.keyframe_id]
+        # Sideways shifts and small turns look alike from metres away; what counts is
+        # where the keyframe's pixels land.
+        before, after = _pixel_shift(view, placed, misplaced), _pixel_shift(view, placed, refined)
+        assert before > 2.0 and after < 0.5 * before
+        assert view.T_world_cam is refined, "the stored view keeps its refined pose"
+        # The keyframe's own frame, in the output trajectory, now sits at the refined pose.
+        frame_index = slam.tracker.keyframes[view.keyframe_id].frame_index
+        assert np.allclose(slam.trajectory()[frame_index][1].matrix, refined.matrix, atol=1e-9)
+    finally:
+        slam.close()
+
+
+def _pixel_shift(view, T_world_cam_true: Pose, T_world_cam: Pose) -> float:
+    """Mean image distance (px) between where the view's depth points are and where ``T_world_cam`` puts them."""
+    from gs4_slam.tracking.preprocess import backproject
+
+    points_cam = backproject(view.depth_m.numpy(), view.intrinsics).reshape(-1, 3)
+    points_cam = points_cam[points_cam[:, 2] > 0]
+    moved = T_world_cam.inverse().transform_points(T_world_cam_true.transform_points(points_cam))
+    focal = np.array([view.intrinsics.fx, view.intrinsics.fy])
+    shift = moved[:, :2] / moved[:, 2:] * focal - points_cam[:, :2] / points_cam[:, 2:] * focal
+    return float(np.linalg.norm(shift, axis=1).mean())
+
+
+def test_trajectory_follows_the_refined_pose_of_its_keyframe(frames):
+    slam, results = _run(frames[:15], threaded=False, mapping={"optimization": {"optimize_poses": False}})
+    try:
+        live = slam.trajectory(refined=False)
+        assert all(np.allclose(p.matrix, r.T_world_cam.matrix) for (_, p), r in zip(live, results))
+        assert all(np.allclose(a.matrix, b.matrix) for (_, a), (_, b) in zip(live, slam.trajectory()))
+        keyframe = slam.tracker.keyframes[-1]
+        assert keyframe.frame_index < len(results) - 1, "frames were tracked against the last keyframe"
+        shift = Pose.from_rt(np.eye(3), np.array([0.0, 0.05, 0.0]))
+        slam.backend.refined_poses[keyframe.id] = shift @ keyframe.T_world_cam  # as if mapping moved it 5 cm
+        moved = [i for i, ((_, a), (_, b)) in enumerate(zip(live, slam.trajectory()))
+                 if not np.allclose(a.matrix, b.matrix)]
+        assert moved == list(range(keyframe.frame_index, len(results)))
+        for i in moved:
+            assert np.allclose(slam.trajectory()[i][1].matrix, (shift @ live[i][1]).matrix, atol=1e-5)
+    finally:
+        slam.close()
+
+
 def test_final_refinement_settings_are_checked():
-    for key, value in (("steps", -1), ("max_s", -1.0), ("densify_per_keyframe", -5)):
+    for key, value in (("steps", -1), ("max_s", -1.0), ("densify_per_keyframe", -5), ("lr_pose", -1e-3)):
         with pytest.raises(ConfigError, match=f"final_refinement.{key}"):
             load_slam_config(overrides={"mapping": {"final_refinement": {key: value}}})
 

@@ -367,8 +367,21 @@ class MappingBackend:
         self.flush()
         views = self.older_keyframes.draw(len(self.older_keyframes)) + self.keyframes
         with self.lock:
-            return refine_map(self.map, views, config, self.config.optimization, self.config.densify,
-                              self.config.max_gaussians)
+            report = refine_map(self.map, views, config, self.config.optimization, self.config.densify,
+                                self.config.max_gaussians)
+        self._take_final_poses(report.refined_poses)
+        return report
+
+    def _take_final_poses(self, poses: dict[int, Pose]) -> None:
+        """The final refinement's keyframe poses, for the stored views, the tracker and the trajectory."""
+        for view in self.keyframes:
+            if view.keyframe_id in poses:
+                view.T_world_cam = poses[view.keyframe_id]
+        for keyframe_id, pose in poses.items():
+            self.older_keyframes.set_pose(keyframe_id, pose)
+        self.refined_poses.update(poses)
+        with self._cv:
+            self._new_refined_poses.update(poses)
 
     # ---------------------------------------------------------------- reading
 

@@ -2,24 +2,28 @@
 
 While frames arrive, a keyframe gets 1-5 joint iterations on a small window,
 because mapping shares the CPU with tracking. After the last frame nothing
-competes for it, so the map can take many more Adam steps (the same loss, the
-keyframes' poses fixed), each on one stored keyframe drawn at random, before it
-is evaluated or saved (MonoGS refines its map at the end of a run for the same
-reason). The steps are few enough to keep a whole run above real time on two
-CPU cores; ``steps: 0`` turns it off. Gaussians left nearly transparent are
-pruned afterwards.
+competes for it, so the map can take many more Adam steps (the same loss),
+each on one stored keyframe drawn at random, before it is evaluated or saved
+(MonoGS refines its map at the end of a run for the same reason). With
+``lr_pose`` the stored keyframes' poses take the steps too (the oldest anchors
+the gauge), and :meth:`gs4_slam.slam.Slam.trajectory` moves every frame with the
+keyframe it was tracked against. The steps are few enough to keep a whole run
+above real time on two CPU cores; ``steps: 0`` turns it off. Gaussians left
+nearly transparent are pruned afterwards.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from gs4_slam.camera import Pose
 from gs4_slam.gaussians import GaussianMap, GaussianSet
+from gs4_slam.lie import se3_exp
 from gs4_slam.mapping.densify import DensifyConfig, block_errors, densify
 from gs4_slam.mapping.optimizer import (KeyframeView, OptimizationConfig, param_groups, trainable_copy, view_loss,
                                         with_params)
@@ -40,6 +44,11 @@ class FinalRefinementConfig:
     #: renders it badly (``mapping.densify``'s test and stride; 0: none). Their classes
     #: are what the map renders there, as no class observation follows.
     densify_per_keyframe: int = 0
+    #: Learning rate of the stored keyframes' pose twists (m, rad; 0: poses fixed). The
+    #: oldest stored keyframe stays put and anchors the gauge. Poses that disagree by a
+    #: centimetre blur what the keyframes agree on; the refined poses then correct the
+    #: trajectory of every frame tracked against those keyframes.
+    lr_pose: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.steps <= 100_000:
@@ -49,6 +58,8 @@ class FinalRefinementConfig:
                              f"{self.densify_per_keyframe}")
         if self.max_s < 0:
             raise ValueError(f"mapping.final_refinement.max_s must be >= 0, got {self.max_s}")
+        if not 0 <= self.lr_pose <= 0.1:
+            raise ValueError(f"mapping.final_refinement.lr_pose must be in [0, 0.1], got {self.lr_pose}")
 
 
 @dataclass
@@ -60,6 +71,8 @@ class FinalRefinementReport:
     seconds: float
     first_loss: float  # mean over the first tenth of the steps
     last_loss: float  # mean over the last tenth
+    #: Refined keyframe poses (keyframe id -> T_world_cam); empty when poses stay fixed.
+    refined_poses: dict[int, Pose] = field(default_factory=dict)
 
 
 def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinementConfig,
@@ -81,16 +94,23 @@ def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinemen
     indices = torch.arange(len(gmap), device=gmap.device)
     subset = gmap.as_set(indices)
     params = trainable_copy(subset)
-    optimiser = torch.optim.Adam(param_groups(params, opt), eps=1e-15)
+    groups = param_groups(params, opt)
+    twists = [torch.zeros(6, dtype=gmap.dtype, device=gmap.device, requires_grad=cfg.lr_pose > 0 and i > 0)
+              for i in range(len(views))]
+    if cfg.lr_pose > 0 and len(views) > 1:
+        # One group for all twists: Adam leaves the ones a step did not render untouched.
+        groups.append({"params": twists[1:], "lr": cfg.lr_pose})
+    optimiser = torch.optim.Adam(groups, eps=1e-15)
     draws = np.random.default_rng(cfg.seed).integers(len(views), size=cfg.steps)
     losses = []
-    for k in draws:
+    for k in draws.tolist():
         if cfg.max_s and time.perf_counter() - start > cfg.max_s:
             log.warning("final refinement stopped at its time limit (max_s %.0f s) after %d of %d steps",
                         cfg.max_s, len(losses), cfg.steps)
             break
         optimiser.zero_grad(set_to_none=True)
-        loss = view_loss(with_params(subset, params), views[int(k)], T_cam_world[int(k)], opt)
+        pose = se3_exp(twists[k]) @ T_cam_world[k] if twists[k].requires_grad else T_cam_world[k]
+        loss = view_loss(with_params(subset, params), views[k], pose, opt)
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
@@ -99,14 +119,25 @@ def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinemen
         gmap.write(indices, with_params(subset, params).detach())
         gmap.mark_updated(indices)
         gmap.prune(min_opacity=opt.min_opacity)
+    refined = _refined_poses(views, twists, T_cam_world) if cfg.lr_pose > 0 else {}
     tenth = max(1, len(losses) // 10)
     first, last = (float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:]))) if losses else (np.nan, np.nan)
     report = FinalRefinementReport(len(losses), len(views), len(gmap), densified, time.perf_counter() - start,
-                                   first, last)
+                                   first, last, refined)
     log.info("final refinement: %d steps over %d keyframes, %d Gaussians (%d added), %.1f s (loss %.4f -> %.4f)",
              report.steps, report.keyframes, report.gaussians, densified, report.seconds, report.first_loss,
              report.last_loss)
     return report
+
+
+def _refined_poses(views: list[KeyframeView], twists: list[torch.Tensor],
+                   T_cams_world: list[torch.Tensor]) -> dict[int, Pose]:
+    refined = {}
+    for view, twist, T_cam_world in zip(views, twists, T_cams_world):
+        if twist.requires_grad:
+            matrix = (se3_exp(twist.detach()) @ T_cam_world).double().cpu().numpy()
+            refined[view.keyframe_id] = Pose(np.linalg.inv(matrix))
+    return refined
 
 
 def _rendered_classes(extra: GaussianSet, out, T_cam_world: torch.Tensor, view: KeyframeView) -> torch.Tensor:

@@ -97,6 +97,12 @@ class KeyframeMemory:
             del self._views[int(self._rng.integers(len(self._views)))]
         self._views.append(dataclasses.replace(view, color=(view.color * 255.0).round().to(torch.uint8)))
 
+    def set_pose(self, keyframe_id: int, T_world_cam: Pose) -> None:
+        """Give a kept keyframe its refined pose (nothing if it is not kept)."""
+        for i, view in enumerate(self._views):
+            if view.keyframe_id == keyframe_id:
+                self._views[i] = dataclasses.replace(view, T_world_cam=T_world_cam)
+
     def draw(self, count: int) -> list[KeyframeView]:
         """Up to ``count`` distinct keyframes at random, oldest first, colour back in [0, 1]."""
         count = min(count, len(self._views))
