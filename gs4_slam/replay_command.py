@@ -186,6 +186,15 @@ def evaluate(source, config, session, out_dir: Path, eval_every: int, panels: in
         raise ValueError("slam_node published no pose that matches a frame of the sequence")
     gt_all = source.gt_poses() if hasattr(source, "gt_poses") else [None] * len(source)
     metrics: dict[str, Any] = {}
+    refined = _saved_trajectory(session.map_path, source.timestamps_s())
+    if refined:
+        # As `gs4-slam run` scores them: the output trajectory (saved with the map, each
+        # frame following its keyframe's refined pose) and, as live, the published poses.
+        live = trajectory_metrics(None, frames, [gt_all[f.index] for f in frames])
+        write_trajectory(out_dir, frames, "trajectory_live.txt")
+        frames = refined
+        if "ate_cm" in live:
+            metrics["ate_cm_live"] = live["ate_cm"]
     write_trajectory(out_dir, frames)
     metrics.update(trajectory_metrics(out_dir, frames, [gt_all[f.index] for f in frames]))
     slam = Slam(config)
@@ -198,6 +207,24 @@ def evaluate(source, config, session, out_dir: Path, eval_every: int, panels: in
         slam.close()
     config_io.dump(config, out_dir / "config.yaml")
     return metrics
+
+
+def _saved_trajectory(map_path: Path, timestamps_s: np.ndarray) -> list[ProcessedFrame]:
+    """The trajectory slam_node saved beside its map, matched to the sequence's frames (none if absent)."""
+    from gs4_slam.metrics.trajectory import TrajectoryError, read_tum
+    from gs4_slam.slam import trajectory_path
+
+    path = trajectory_path(map_path)
+    if not path.is_file():
+        log.warning("%s not found: scoring the published poses only", path)
+        return []
+    try:
+        saved = read_tum(path)
+    except TrajectoryError as exc:
+        log.warning("%s; scoring the published poses only", exc)
+        return []
+    stamped = [(int(round(t * 1e9)), Pose(m)) for t, m in zip(saved.timestamps_s, saved.poses)]
+    return match_poses(stamped, timestamps_s)
 
 
 # ---------------------------------------------------------------------- command

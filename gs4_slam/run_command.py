@@ -4,6 +4,7 @@
 
 After the last frame the map gets its final refinement (``mapping.final_refinement``),
 then it is evaluated and saved. Writes to ``--out``: ``trajectory.txt`` (TUM format),
+``trajectory_live.txt`` (the poses as tracked at the time),
 ``map.ply`` + ``map.npz``, ``renders/frame_XXXXX.png`` (input | render: colour, depth,
 semantics), ``metrics.json`` (ate_cm of the output trajectory, where every frame follows
 its keyframe's refined pose, and ate_cm_live of the poses as tracked at the time;
@@ -98,6 +99,7 @@ def run_sequence(reader, slam, out_dir: Path, eval_every: int = 5, panels: int =
     # The output trajectory follows the keyframes' refined poses (Slam.trajectory);
     # ate_cm_live scores the poses as they were tracked, i.e. as a node publishes them.
     live = trajectory_metrics(None, results, gt_poses)
+    write_trajectory(out_dir, results, "trajectory_live.txt")
     refined = slam.trajectory()[-len(results):]
     results = [dataclasses.replace(r, T_world_cam=pose) for r, (_, pose) in zip(results, refined)]
     write_trajectory(out_dir, results)
@@ -110,11 +112,11 @@ def run_sequence(reader, slam, out_dir: Path, eval_every: int = 5, panels: int =
     return RunReport(metrics, out_dir, results)
 
 
-def write_trajectory(out_dir: Path, results) -> None:
+def write_trajectory(out_dir: Path, results, name: str = "trajectory.txt") -> None:
     from gs4_slam.metrics.trajectory import Trajectory, write_tum
 
-    write_tum(out_dir / "trajectory.txt", Trajectory(np.array([r.timestamp_s for r in results]),
-                                                     np.stack([r.T_world_cam.matrix for r in results])))
+    write_tum(out_dir / name, Trajectory(np.array([r.timestamp_s for r in results]),
+                                         np.stack([r.T_world_cam.matrix for r in results])))
 
 
 def trajectory_metrics(out_dir: Path | None, results, gt_poses) -> dict:

@@ -278,6 +278,14 @@ class Slam:
         with self._lock:
             return self.backend.refine_final(config)
 
+    def save_trajectory(self, path: str | Path) -> None:
+        """:meth:`trajectory` (refined) in TUM format."""
+        from gs4_slam.metrics.trajectory import Trajectory, write_tum
+
+        entries = self.trajectory()
+        poses = np.stack([pose.matrix for _, pose in entries]) if entries else np.zeros((0, 4, 4))
+        write_tum(path, Trajectory(np.array([t for t, _ in entries], dtype=np.float64), poses))
+
     def save_map(self, path: str | Path) -> None:
         from gs4_slam.map_io import save_map
 
@@ -310,6 +318,12 @@ class Slam:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def trajectory_path(map_path: str | Path) -> Path:
+    """Where the trajectory saved with a map goes: ``map.ply`` -> ``map_trajectory.txt``."""
+    map_path = Path(map_path)
+    return map_path.with_name(f"{map_path.stem}_trajectory.txt")
 
 
 def _follow_keyframe(entry: _TrackedPose, T_world_keyframe_now: Pose | None) -> Pose:

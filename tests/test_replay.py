@@ -88,20 +88,21 @@ def runs(tmp_path_factory) -> Runs:
     return Runs(room, base / "folder", bag, base / "from_bag", folder_log, record_log)
 
 
-def trajectory(out: Path) -> np.ndarray:
-    return np.loadtxt(out / "trajectory.txt")
+def trajectory(out: Path, name: str = "trajectory.txt") -> np.ndarray:
+    return np.loadtxt(out / name)
 
 
 def test_replay_writes_map_trajectory_metrics_and_renders(runs):
     out = runs.folder
-    for name in ("map.ply", "map.npz", "trajectory.txt", "trajectory.png", "metrics.json", "config.yaml",
-                 "logs/slam_node.log", "logs/dataset_player.log"):
+    for name in ("map.ply", "map.npz", "map_trajectory.txt", "trajectory.txt", "trajectory_live.txt", "trajectory.png",
+                 "metrics.json", "config.yaml", "logs/slam_node.log", "logs/dataset_player.log"):
         assert (out / name).is_file(), name
     assert list((out / "renders").glob("*.png"))
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"ate_cm", "psnr", "miou", "fps", "n_gaussians"} <= set(metrics)
+    assert {"ate_cm", "ate_cm_live", "psnr", "miou", "fps", "n_gaussians"} <= set(metrics)
     assert (metrics["frames"], metrics["processed_frames"], metrics["dropped_frames"]) == (FRAMES, FRAMES, 0)
-    assert metrics["ate_cm"] < 2.0 and metrics["psnr"] > 15.0 and metrics["n_gaussians"] > 100
+    assert metrics["ate_cm"] < 2.0 and metrics["ate_cm_live"] < 2.0 and metrics["psnr"] > 15.0
+    assert metrics["n_gaussians"] > 100
     assert metrics["fps"] > 0 and 0.0 <= metrics["miou"] <= 100.0
     assert "ate_cm" in runs.folder_log and str(out) in runs.folder_log  # the summary says where things are
     assert len(trajectory(out)) == FRAMES
@@ -118,25 +119,33 @@ def test_replayed_trajectory_equals_the_offline_pipeline(runs):
     config = load_slam_config(overrides=config_io.unflatten(PIPELINE))
     slam = Slam(config)
     try:
-        offline = []
+        live = []
         for frame in open_dataset("synthetic", runs.room):
             t_s = conv.seconds_from_stamp(conv.stamp_from_seconds(frame.timestamp_s))  # as the node reads it
-            live = dataclasses.replace(frame, timestamp_s=t_s, labels=None, T_world_cam_gt=None)
-            offline.append(slam.process(live).T_world_cam.translation)
+            live.append(slam.process(dataclasses.replace(frame, timestamp_s=t_s, labels=None,
+                                                         T_world_cam_gt=None)).T_world_cam.translation)
+        slam.refine_final_map()  # as the node does before it saves the map (and the trajectory with it)
+        refined = [pose.translation for _, pose in slam.trajectory()]
     finally:
         slam.close()
+    replayed = trajectory(runs.folder, "trajectory_live.txt")[:, 1:4]
+    assert np.max(np.linalg.norm(replayed - np.array(live), axis=1)) < 1e-4
+    # The final refinement's 400 Adam steps amplify float rounding that differs between
+    # processes (Adam moves a parameter by about its learning rate, 2e-4 m for poses,
+    # whatever the gradient's size), so the refined trajectories agree less closely.
     replayed = trajectory(runs.folder)[:, 1:4]
-    assert np.max(np.linalg.norm(replayed - np.array(offline), axis=1)) < 1e-4
-    assert np.linalg.norm(replayed[-1] - replayed[0]) > 0.05  # the camera did move
+    assert np.max(np.linalg.norm(replayed - np.array(refined), axis=1)) < 1e-3
 
 
 def test_recorded_bag_replays_into_the_same_trajectory(runs):
     for topic in ("camera/color/image_raw", "camera/aligned_depth_to_color/image_raw", "camera/color/camera_info",
                   "camera/labels/image_raw", "ground_truth/pose"):
         assert f"/replay_a/{topic}" in runs.record_log, runs.record_log
-    folder, from_bag = trajectory(runs.folder), trajectory(runs.from_bag)
+    folder, from_bag = trajectory(runs.folder, "trajectory_live.txt"), trajectory(runs.from_bag, "trajectory_live.txt")
     assert folder.shape == from_bag.shape == (FRAMES, 8)
     assert np.allclose(folder[:, 0], from_bag[:, 0], atol=1e-6)  # the dataset's stamps survive the bag
     assert np.max(np.abs(folder[:, 1:] - from_bag[:, 1:])) < 1e-6
+    # The refined trajectories agree less closely (see the test above).
+    assert np.max(np.abs(trajectory(runs.folder)[:, 1:] - trajectory(runs.from_bag)[:, 1:])) < 1e-3
     metrics = json.loads((runs.from_bag / "metrics.json").read_text())
     assert metrics["dataset"] == "bag:bag" and "ate_cm" in metrics and "miou" in metrics  # truth and labels recorded

@@ -163,7 +163,10 @@ def test_save_map_writes_a_ply_that_loads_and_paths_are_confined(run, tmp_path):
     assert saved.success, saved.message
     target = run.out_dir / "maps" / "run1.ply"
     # Saving first refines the map (config/slam.yaml: mapping.final_refinement), which may prune.
-    assert target.is_file() and f"{len(load_map(target))} Gaussians, after 300 refinement steps" in saved.message
+    assert target.is_file() and f"{len(load_map(target))} Gaussians, after 400 refinement steps" in saved.message
+    # With the trajectory of every processed frame, each following its keyframe's refined pose.
+    saved_trajectory = np.loadtxt(run.out_dir / "maps" / "run1_trajectory.txt")
+    assert saved_trajectory.ndim == 2 and saved_trajectory.shape[1] == 8 and len(saved_trajectory) > 1
 
     outside = tmp_path / "outside.ply"
     (run.out_dir / "link").symlink_to(tmp_path, target_is_directory=True)

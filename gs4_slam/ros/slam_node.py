@@ -47,7 +47,7 @@ from gs4_slam.ros.services import PathRefused, confined_map_path
 from gs4_slam.ros.spinning import spin_until_stopped
 from gs4_slam.ros.sync import create_synchronized_subscriptions, stamp_ns
 from gs4_slam.ros.worker import PeriodicThread, PipelineWorker
-from gs4_slam.slam import Slam, SlamConfig, SlamResult
+from gs4_slam.slam import Slam, SlamConfig, SlamResult, trajectory_path
 from gs4_slam.semantic_query import QueryConfig, UnknownClassError, query_class
 from gs4_slam.srv import LoadMap, QueryClass, SaveMap
 
@@ -351,6 +351,8 @@ class SlamNode(Node):
             # The pipeline waits meanwhile; frames arriving then are dropped (and counted).
             refined = self.slam.refine_final_map()
             self.slam.save_map(path)
+            # The published poses were final when sent; this one follows the refined keyframes.
+            self.slam.save_trajectory(trajectory_path(path))
             note = f", after {refined.steps} refinement steps ({refined.seconds:.1f} s)" if refined.steps else ""
             return f"{len(self.slam.map_set())} Gaussians{note}"
 
