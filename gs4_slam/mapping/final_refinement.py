@@ -25,8 +25,8 @@ from gs4_slam.camera import Pose
 from gs4_slam.gaussians import GaussianMap, GaussianSet
 from gs4_slam.lie import se3_exp
 from gs4_slam.mapping.densify import DensifyConfig, block_errors, densify
-from gs4_slam.mapping.optimizer import (KeyframeView, OptimizationConfig, param_groups, trainable_copy, view_loss,
-                                        with_params)
+from gs4_slam.mapping.optimizer import (KeyframeView, OptimizationConfig, param_groups, refined_pose, trainable_copy,
+                                        view_loss, with_params)
 from gs4_slam.render import render
 from gs4_slam.render.projection import project_points
 
@@ -119,7 +119,8 @@ def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinemen
         gmap.write(indices, with_params(subset, params).detach())
         gmap.mark_updated(indices)
         gmap.prune(min_opacity=opt.min_opacity)
-    refined = _refined_poses(views, twists, T_cam_world) if cfg.lr_pose > 0 else {}
+    refined = {view.keyframe_id: refined_pose(twist, T)
+               for view, twist, T in zip(views, twists, T_cam_world) if twist.requires_grad}
     tenth = max(1, len(losses) // 10)
     first, last = (float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:]))) if losses else (np.nan, np.nan)
     report = FinalRefinementReport(len(losses), len(views), len(gmap), densified, time.perf_counter() - start,
@@ -128,16 +129,6 @@ def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinemen
              report.steps, report.keyframes, report.gaussians, densified, report.seconds, report.first_loss,
              report.last_loss)
     return report
-
-
-def _refined_poses(views: list[KeyframeView], twists: list[torch.Tensor],
-                   T_cams_world: list[torch.Tensor]) -> dict[int, Pose]:
-    refined = {}
-    for view, twist, T_cam_world in zip(views, twists, T_cams_world):
-        if twist.requires_grad:
-            matrix = (se3_exp(twist.detach()) @ T_cam_world).double().cpu().numpy()
-            refined[view.keyframe_id] = Pose(np.linalg.inv(matrix))
-    return refined
 
 
 def _rendered_classes(extra: GaussianSet, out, T_cam_world: torch.Tensor, view: KeyframeView) -> torch.Tensor:

@@ -174,11 +174,13 @@ def optimize_window(gmap: GaussianMap, views: list[KeyframeView], cfg: Optimizat
     with torch.no_grad():
         params["quats"].data = torch.nn.functional.normalize(params["quats"].data, dim=1)
         optimised = with_params(subset, params).detach()
-    refined = {}
-    for view, twist, base in zip(views, twists, bases):
-        T_cam_world = (se3_exp(twist.detach()) @ base).double().cpu().numpy()
-        refined[view.keyframe_id] = Pose(np.linalg.inv(T_cam_world))
+    refined = {view.keyframe_id: refined_pose(twist, base) for view, twist, base in zip(views, twists, bases)}
     return OptimizationReport(cfg.iterations, int(indices.numel()), loss_value, refined, indices, optimised)
+
+
+def refined_pose(twist: Tensor, T_cam_world: Tensor) -> Pose:
+    """T_world_cam of a view whose camera pose ``T_cam_world`` took the optimised ``twist`` (left-multiplied)."""
+    return Pose(np.linalg.inv((se3_exp(twist.detach()) @ T_cam_world).double().cpu().numpy()))
 
 
 def trainable_copy(subset: GaussianSet) -> dict[str, Tensor]:
