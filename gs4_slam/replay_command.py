@@ -299,15 +299,17 @@ def run_replay(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # ReplayError: a node failed or stalled; the message quotes its log
         print(f"gs4-slam replay: {exc}", file=sys.stderr)
         return 1
-    for key in ("dataset", "frames", "processed_frames", "dropped_frames", "ate_cm", "psnr", "ssim", "depth_l1_cm",
-                "miou", "fps", "n_gaussians", "save_s", "wall_s"):
+    for key in ("dataset", "frames", "processed_frames", "dropped_frames", "ate_cm", "ate_cm_live", "psnr", "ssim",
+                "depth_l1_cm", "miou", "fps", "n_gaussians", "save_s", "wall_s"):
         if key in metrics:
             value = metrics[key]
             print(f"{key:<18} {value:.3f}" if isinstance(value, float) else f"{key:<18} {value}")
     for note in metrics.get("notes", []):
         print(f"note: {note}")
     out = Path(args.out).resolve()
-    print(f"outputs in {out}: map.ply (+ map.npz), trajectory.txt, trajectory.png, metrics.json, renders/, logs/")
+    live = ", trajectory_live.txt (as published)" if (out / "trajectory_live.txt").is_file() else ""
+    print(f"outputs in {out}: map.ply (+ map.npz, map_trajectory.txt), trajectory.txt{live}, trajectory.png, "
+          "metrics.json, renders/, logs/")
     return 0
 
 
