@@ -267,7 +267,8 @@ def test_final_refinement_stops_at_its_time_limit(frames, caplog):
 
 def test_final_refinement_pulls_a_misplaced_keyframe_back(frames):
     mapping = {"threaded": False, "refinement": {"enabled": False},
-               "final_refinement": {"steps": 120, "densify_per_keyframe": 0, "lr_pose": 1e-3}}
+               # No pull back to where the pose was: here it was wrong on purpose.
+               "final_refinement": {"steps": 120, "densify_per_keyframe": 0, "lr_pose": 1e-3, "pose_prior_weight": 0.0}}
     slam, results = _run(frames, threaded=False, mapping=mapping)
     try:
         memory = slam.backend.older_keyframes
@@ -324,7 +325,8 @@ def test_trajectory_follows_the_refined_pose_of_its_keyframe(frames):
 
 
 def test_final_refinement_settings_are_checked():
-    for key, value in (("steps", -1), ("max_s", -1.0), ("densify_per_keyframe", -5), ("lr_pose", -1e-3)):
+    for key, value in (("steps", -1), ("max_s", -1.0), ("densify_per_keyframe", -5), ("lr_pose", -1e-3),
+                       ("pose_prior_weight", -1.0)):
         with pytest.raises(ConfigError, match=f"final_refinement.{key}"):
             load_slam_config(overrides={"mapping": {"final_refinement": {key: value}}})
 
