@@ -103,9 +103,10 @@ def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinemen
     subset = gmap.as_set(indices)
     params = trainable_copy(subset)
     groups = param_groups(params, opt)
-    twists = [torch.zeros(6, dtype=gmap.dtype, device=gmap.device, requires_grad=cfg.lr_pose > 0 and i > 0)
+    refine_poses = cfg.lr_pose > 0 and len(views) > 1
+    twists = [torch.zeros(6, dtype=gmap.dtype, device=gmap.device, requires_grad=refine_poses and i > 0)
               for i in range(len(views))]
-    if cfg.lr_pose > 0 and len(views) > 1:
+    if refine_poses:
         # One group for all twists: Adam leaves the ones a step did not render untouched.
         groups.append({"params": twists[1:], "lr": cfg.lr_pose})
     optimiser = torch.optim.Adam(groups, eps=1e-15)
@@ -116,7 +117,7 @@ def refine_map(gmap: GaussianMap, views: list[KeyframeView], cfg: FinalRefinemen
             log.warning("final refinement stopped at its time limit (max_s %.0f s) after %d of %d steps",
                         cfg.max_s, len(losses), cfg.steps)
             break
-        if cfg.lr_pose > 0 and len(views) > 1:
+        if refine_poses:
             # Adam moves a pose by about its learning rate whatever the gradient, so at a
             # constant rate well-placed poses would wander; decaying it lets them settle.
             optimiser.param_groups[-1]["lr"] = cfg.lr_pose * (1.0 - step / cfg.steps)
