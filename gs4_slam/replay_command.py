@@ -178,7 +178,7 @@ def match_poses(poses: list, timestamps_s: np.ndarray, max_dt_s: float = 1e-3) -
 def evaluate(source, config, session, out_dir: Path, eval_every: int, panels: int = 6) -> dict:
     """ATE against the source's ground truth and renders of the saved map, as `gs4-slam run` computes them."""
     from gs4_slam import config as config_io
-    from gs4_slam.run_command import render_metrics, trajectory_metrics, write_trajectory
+    from gs4_slam.run_command import render_metrics, trajectory_outputs
     from gs4_slam.slam import Slam
 
     frames = match_poses(session.poses, source.timestamps_s())
@@ -186,17 +186,14 @@ def evaluate(source, config, session, out_dir: Path, eval_every: int, panels: in
         raise ValueError("slam_node published no pose that matches a frame of the sequence")
     gt_all = source.gt_poses() if hasattr(source, "gt_poses") else [None] * len(source)
     metrics: dict[str, Any] = {}
+    # As `gs4-slam run` scores them: the output trajectory (saved with the map, each frame
+    # following its keyframe's refined pose) and, as live, the published poses.
+    live = None
     refined = _saved_trajectory(session.map_path, source.timestamps_s())
     if refined:
-        # As `gs4-slam run` scores them: the output trajectory (saved with the map, each
-        # frame following its keyframe's refined pose) and, as live, the published poses.
-        live = trajectory_metrics(None, frames, [gt_all[f.index] for f in frames])
-        write_trajectory(out_dir, frames, "trajectory_live.txt")
-        frames = refined
-        if "ate_cm" in live:
-            metrics["ate_cm_live"] = live["ate_cm"]
-    write_trajectory(out_dir, frames)
-    metrics.update(trajectory_metrics(out_dir, frames, [gt_all[f.index] for f in frames]))
+        live, frames = frames, refined
+    metrics.update(trajectory_outputs(out_dir, frames, [gt_all[f.index] for f in frames],
+                                      live, [gt_all[f.index] for f in live] if live else None))
     slam = Slam(config)
     try:
         slam.load_map(session.map_path)

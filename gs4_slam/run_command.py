@@ -96,16 +96,9 @@ def run_sequence(reader, slam, out_dir: Path, eval_every: int = 5, panels: int =
         "stage_ms_mean": {k: v / len(results) for k, v in stage_sums.items()},
         "mapping_stage_ms_mean": slam.backend.stats.stage_ms_mean(),
     }
-    # The output trajectory follows the keyframes' refined poses (Slam.trajectory);
-    # ate_cm_live scores the poses as they were tracked, i.e. as a node publishes them.
-    live = trajectory_metrics(None, results, gt_poses)
-    write_trajectory(out_dir, results, "trajectory_live.txt")
-    refined = slam.trajectory()[-len(results):]
-    results = [dataclasses.replace(r, T_world_cam=pose) for r, (_, pose) in zip(results, refined)]
-    write_trajectory(out_dir, results)
-    metrics.update(trajectory_metrics(out_dir, results, gt_poses))
-    if "ate_cm" in live:
-        metrics["ate_cm_live"] = live["ate_cm"]
+    live, refined = results, slam.trajectory()[-len(results):]
+    results = [dataclasses.replace(r, T_world_cam=pose) for r, (_, pose) in zip(live, refined)]
+    metrics.update(trajectory_outputs(out_dir, results, gt_poses, live, gt_poses))
     metrics.update(render_metrics(reader, slam, results, out_dir, eval_every, panels))
     slam.save_map(out_dir / "map.ply")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -117,6 +110,23 @@ def write_trajectory(out_dir: Path, results, name: str = "trajectory.txt") -> No
 
     write_tum(out_dir / name, Trajectory(np.array([r.timestamp_s for r in results]),
                                          np.stack([r.T_world_cam.matrix for r in results])))
+
+
+def trajectory_outputs(out_dir: Path, results, gt_poses, live=None, live_gt_poses=None) -> dict:
+    """Write ``trajectory.txt`` (and its plot) and, given ``live``, ``trajectory_live.txt``; their ATEs.
+
+    ``results``: the output trajectory, every frame following its keyframe's refined
+    pose (``ate_cm``); ``live``: the poses as tracked at the time, as a node publishes
+    them (``ate_cm_live``).
+    """
+    write_trajectory(out_dir, results)
+    metrics = trajectory_metrics(out_dir, results, gt_poses)
+    if live is not None:
+        write_trajectory(out_dir, live, "trajectory_live.txt")
+        live_ate = trajectory_metrics(None, live, live_gt_poses)
+        if "ate_cm" in live_ate:
+            metrics["ate_cm_live"] = live_ate["ate_cm"]
+    return metrics
 
 
 def trajectory_metrics(out_dir: Path | None, results, gt_poses) -> dict:
