@@ -245,6 +245,63 @@ def test_training_smoke_writes_everything_and_resumes(tmp_path):
     assert [r["steps"] for r in resumed["training_runs"]] == [[0, 2], [2, 3]], "each run is recorded"
 
 
+@pytest.mark.slow
+def test_semantic_fine_tuning_keeps_geometry_and_records_its_start(tmp_path):
+    import dataclasses
+
+    from gs4_slam.predictor.train import TrainConfig, train
+
+    start = tmp_path / "start.pt"
+    save_weights(start, _random_net(), DecodeConfig(), extra={"steps": 7})
+    (tmp_path / "start.json").write_text('{"steps": 7, "training_data": {"train_seeds": [42]}}')
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"), weights_out=str(tmp_path / "tuned.pt"),
+        train_seeds=(0, 1), wide_train_seeds=(600, 602), wide_frames_per_sequence=2, heldout_seeds=(500, 501),
+        frames_per_sequence=12, width=64, height=48, steps=2, semantic_batch=2, learning_rate=0.05,
+        log_every=1, eval_frames_per_sequence=1, precision="float32", net=PredictorNetConfig(widths=(8, 16, 16, 16)),
+        init_weights=str(start), semantic_only=True, geometry_distill_weight=1.0,
+    )
+    card = train(cfg, progress=False)
+    before, tuned = load_weights(start)[0].state_dict(), load_weights(tmp_path / "tuned.pt")[0].state_dict()
+    geometry = [k for k in before if k.startswith("geometry_heads.")]
+    statistics = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert geometry and statistics
+    assert all(torch.equal(before[k], tuned[k]) for k in geometry + statistics), "geometry heads and BN stay"
+    assert not torch.equal(before["dense_semantic_head.2.weight"], tuned["dense_semantic_head.2.weight"])
+    assert not torch.equal(before["enc8.0.0.weight"], tuned["enc8.0.0.weight"]), "the backbone learns"
+    rows = list(csv.DictReader((tmp_path / "run" / "losses.csv").open()))
+    distill = [float(r["geometry_distill"]) for r in rows]
+    assert distill[0] < 1e-6 < distill[1], "starts at the teacher, then moves and is measured"
+    assert all(float(r["color"]) == 0.0 for r in rows), "no rendering"
+    assert card["init_weights_card"]["steps"] == 7
+    assert card["training_data"]["train_seeds"] == [0, 42, 600, 601]
+
+    with pytest.raises(ValueError, match="semantic_batch"):
+        dataclasses.replace(cfg, semantic_batch=0)
+    with pytest.raises(ValueError, match="init_weights"):
+        dataclasses.replace(cfg, init_weights="")
+    other = dataclasses.replace(cfg, out_dir=str(tmp_path / "other"), net=PredictorNetConfig(widths=(8, 16, 16, 32)))
+    with pytest.raises(ValueError, match="init_weights"):
+        train(other, progress=False)
+
+
+@pytest.mark.parametrize("name", ["train_predictor.yaml", "train_predictor_stage2.yaml", "train_predictor_stage3.yaml"])
+def test_shipped_training_configs_load(name):
+    from pathlib import Path
+
+    from gs4_slam import config as config_io
+    from gs4_slam.demo import DEMO_SEED
+    from gs4_slam.predictor.train import TrainConfig
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = config_io.load(TrainConfig, repo / "config" / name)
+    seen = set(range(*cfg.train_seeds)) | set(range(*(cfg.extra_train_seeds or (0, 0))))
+    seen |= set(range(*(cfg.wide_train_seeds or (0, 0))))
+    assert DEMO_SEED not in seen and not seen & set(range(*cfg.heldout_seeds))
+    if cfg.init_weights:
+        assert (repo / cfg.init_weights).is_file()
+
+
 def test_training_precision_setting(monkeypatch):
     import dataclasses
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import logging
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ from gs4_slam.losses import color_loss, depth_l1, semantic_nll
 from gs4_slam.predictor.data import CachedSequence, load_sequences
 from gs4_slam.predictor.decode import DecodeConfig, decode_image, pool_tokens
 from gs4_slam.predictor.evaluate import covisible_mask, evaluate_frames
-from gs4_slam.predictor.model import GaussianPredictionNet, PredictorNetConfig
+from gs4_slam.predictor.model import TOKEN_FIELDS, GaussianPredictionNet, PredictorNetConfig
 from gs4_slam.predictor.predictor import (
     DEFAULT_WEIGHTS,
     GaussianPredictor,
@@ -37,13 +39,15 @@ from gs4_slam.predictor.predictor import (
     check_precision,
     frame_tensors,
     graph_dtype,
+    load_weights,
     save_weights,
 )
 from gs4_slam.render import render
 
 log = logging.getLogger(__name__)
 
-LOSS_COLUMNS = ("step", "total", "color", "depth", "semantic_render", "semantic_dense", "novel_color", "seconds")
+LOSS_COLUMNS = ("step", "total", "color", "depth", "semantic_render", "semantic_dense", "novel_color",
+                "semantic_token", "geometry_distill", "seconds")
 
 
 @dataclass
@@ -58,6 +62,10 @@ class TrainConfig:
     #: class recognition needs many layouts more than many views of one.
     extra_train_seeds: tuple[int, ...] = ()
     extra_frames_per_sequence: int = 16
+    #: Many short rooms [first, end) (``wide_frames_per_sequence`` frames each) for the
+    #: semantics pass: held-out class accuracy grew with the number of layouts seen.
+    wide_train_seeds: tuple[int, ...] = ()
+    wide_frames_per_sequence: int = 4
     heldout_seeds: tuple[int, ...] = (10000, 10008)  # never used for training
     frames_per_sequence: int = 40
     width: int = 320
@@ -85,6 +93,16 @@ class TrainConfig:
     #: Scale each of that pass's frames' colours by a brightness in [1 - j, 1 + j]
     #: and per-channel gains in [1 - j/3, 1 + j/3] (0: off).
     semantic_color_jitter: float = 0.0
+    #: Start from these weights (a fresh optimiser and schedule) instead of a random
+    #: network; empty: random. Later stages fine-tune earlier ones this way.
+    init_weights: str = ""
+    #: Steps run the semantics pass only (no rendering): the geometry heads and the
+    #: batch-norm statistics stay as ``init_weights`` left them, and
+    #: ``geometry_distill_weight`` keeps the geometry outputs where they were.
+    semantic_only: bool = False
+    #: Weight of the L1 between the geometry token outputs and those of the
+    #: ``init_weights`` network on the semantics pass's frames (0: off).
+    geometry_distill_weight: float = 0.0
     checkpoint_every: int = 200
     log_every: int = 10
     seed: int = 0
@@ -102,6 +120,10 @@ class TrainConfig:
         check_precision("precision", self.precision)
         if not 0.0 <= self.semantic_color_jitter < 1.0:
             raise ValueError(f"semantic_color_jitter must be in [0, 1), got {self.semantic_color_jitter}")
+        if self.semantic_only and self.semantic_batch <= 0:
+            raise ValueError("semantic_only needs semantic_batch > 0 (the frames of each step)")
+        if self.geometry_distill_weight > 0 and not self.init_weights:
+            raise ValueError("geometry_distill_weight needs init_weights (the network whose geometry is kept)")
 
 
 class PairSampler:
@@ -212,8 +234,9 @@ def augment_semantic_batch(rgb: torch.Tensor, depth: torch.Tensor, labels: torch
 
 
 def semantic_step_loss(net, frames: list[Frame], stride: int, cfg: TrainConfig, weights,
-                       rng: np.random.Generator | None = None) -> torch.Tensor:
-    """Dense plus token cross-entropy of a semantics-only forward pass (no rendering)."""
+                       rng: np.random.Generator | None = None, teacher=None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Dense plus token cross-entropy of a semantics-only forward pass (no rendering),
+    plus the geometry distillation to ``teacher`` when given; returns (loss, logged terms)."""
     rgb, depth = frame_tensors(frames, cfg.device)
     labels = torch.from_numpy(np.stack([f.labels for f in frames]).astype(np.int64)).to(cfg.device)
     if rng is not None:
@@ -222,7 +245,46 @@ def semantic_step_loss(net, frames: list[Frame], stride: int, cfg: TrainConfig, 
     dense = F.cross_entropy(out["dense_semantic"], labels, weight=weights, ignore_index=IGNORE_LABEL)
     tokens = token_labels(labels, stride, net.config.num_classes)
     token = F.cross_entropy(out["tokens"]["semantic"], tokens, weight=weights, ignore_index=IGNORE_LABEL)
-    return cfg.semantic_dense_weight * dense + cfg.semantic_token_weight * token
+    loss = cfg.semantic_dense_weight * dense + cfg.semantic_token_weight * token
+    terms = {"semantic_dense": dense.item(), "semantic_token": token.item(), "geometry_distill": 0.0}
+    if teacher is not None:
+        distill = geometry_distillation(out["tokens"], teacher, rgb, depth, stride, cfg)
+        loss = loss + cfg.geometry_distill_weight * distill
+        terms["geometry_distill"] = distill.item()
+    return loss, terms
+
+
+def geometry_distillation(tokens: dict, teacher, rgb: torch.Tensor, depth: torch.Tensor, stride: int,
+                          cfg: TrainConfig) -> torch.Tensor:
+    """Mean L1 between the geometry token outputs and the teacher's on the same input."""
+    student = torch.cat([tokens[name] for name, _ in TOKEN_FIELDS], dim=1)
+    with torch.no_grad(), torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16,
+                                         enabled=autocast_bfloat16(cfg)):
+        target = teacher.token_outputs(rgb, depth, stride)[0].float()
+    return (student - target).abs().mean()
+
+
+def semantic_only_step(net, optimiser, frames: list[Frame], stride: int, cfg: TrainConfig, weights=None,
+                       augment_rng: np.random.Generator | None = None, teacher=None) -> dict[str, float]:
+    """One step of the semantics pass alone (``TrainConfig.semantic_only``)."""
+    net.train()
+    freeze_batch_norm(net)
+    if weights is not None:
+        weights = weights.to(cfg.device)
+    loss, terms = semantic_step_loss(net, frames, stride, cfg, weights, augment_rng, teacher)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], 5.0)
+    optimiser.step()
+    return {"total": loss.item(), "color": 0.0, "depth": 0.0, "semantic_render": 0.0, "novel_color": 0.0, **terms}
+
+
+def freeze_batch_norm(net) -> None:
+    """Batch norm in inference mode: its statistics stay those the rendering stages settled,
+    so a network that has not moved yet gives exactly the geometry it started with."""
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
 
 
 def train_step(net, optimiser, pairs, stride: int, cfg: TrainConfig, weights=None,
@@ -239,8 +301,10 @@ def train_step(net, optimiser, pairs, stride: int, cfg: TrainConfig, weights=Non
     sem_dense = F.cross_entropy(out["dense_semantic"], labels, weight=weights, ignore_index=IGNORE_LABEL)
     terms = {"color": 0.0, "depth": 0.0, "semantic_render": 0.0, "novel_color": 0.0}
     total = cfg.semantic_dense_weight * sem_dense
+    semantic_terms = {}
     if semantic_frames:
-        total = total + semantic_step_loss(net, semantic_frames, stride, cfg, weights, augment_rng)
+        semantic_loss, semantic_terms = semantic_step_loss(net, semantic_frames, stride, cfg, weights, augment_rng)
+        total = total + semantic_loss
     for b, (source, nearby) in enumerate(pairs):
         gaussians = decode_image(out["tokens"], grid, b, source.intrinsics, source.T_world_cam_gt.matrix, cfg.decode)
         T_world_source = torch.tensor(source.T_world_cam_gt.matrix, dtype=torch.float32)
@@ -260,7 +324,8 @@ def train_step(net, optimiser, pairs, stride: int, cfg: TrainConfig, weights=Non
     total.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
     optimiser.step()
-    return {"total": total.item(), "semantic_dense": sem_dense.item(), **terms}
+    return {"total": total.item(), "semantic_dense": sem_dense.item(),
+            "semantic_token": semantic_terms.get("semantic_token", 0.0), "geometry_distill": 0.0, **terms}
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -322,10 +387,13 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
         return
     steps = np.array([int(r["step"]) for r in rows])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    def column(name: str) -> list[float]:  # rows logged before a column existed read as NaN
+        return [float(r.get(name) or "nan") for r in rows]
+
     for name in ("total", "color", "novel_color", "depth"):
-        axes[0].plot(steps, [float(r[name]) for r in rows], label=name)
-    for name in ("semantic_render", "semantic_dense"):
-        axes[1].plot(steps, [float(r[name]) for r in rows], label=name)
+        axes[0].plot(steps, column(name), label=name)
+    for name in ("semantic_render", "semantic_dense", "semantic_token", "geometry_distill"):
+        axes[1].plot(steps, column(name), label=name)
     for ax in axes:
         ax.set_xlabel("step")
         ax.set_yscale("log")
@@ -371,12 +439,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if overlap:
             raise ValueError(f"extra training seeds {sorted(overlap)[:5]}... overlap the other seed ranges")
         train_seqs = train_seqs + extra
+    if cfg.wide_train_seeds:
+        train_seqs = train_seqs + _wide_sequences(cfg, cache_dir, progress)
     weights = class_weights(train_seqs, cfg.net.num_classes, cfg.class_balance)
     if weights is not None:
         log.info("class weights: %s", np.round(weights.numpy(), 2).tolist())
 
-    net = GaussianPredictionNet(cfg.net).to(cfg.device)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    net, teacher, previous_card = _initial_network(cfg, out_dir)
+    if cfg.semantic_only:
+        net.geometry_heads.requires_grad_(False)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sampler = PairSampler(train_seqs, (cfg.pair_offsets[0], cfg.pair_offsets[1]), cfg.seed)
     checkpoint = out_dir / "checkpoint.pt"
     csv_path = out_dir / "losses.csv"
@@ -401,13 +474,54 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     "precision": cfg.precision, "device": cfg.device}
         return earlier_runs + [this_run]
 
-    step = _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed, runs, weights)
+    step = _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed, runs, weights,
+                      teacher)
     _save_checkpoint(checkpoint, net, optimiser, step, sampler, elapsed(), runs(step))
     plot_losses(csv_path, out_dir / "losses.png")
-    return _finish(cfg, net, heldout_seqs, step, elapsed(), out_dir, runs(step))
+    return _finish(cfg, net, heldout_seqs, step, elapsed(), out_dir, runs(step), previous_card)
 
 
-def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed, runs, weights=None) -> int:
+def _wide_sequences(cfg: TrainConfig, cache_dir: Path, progress: bool) -> list[CachedSequence]:
+    seeds = set(range(*cfg.wide_train_seeds))
+    taken = set(range(*cfg.heldout_seeds)) | set(range(*cfg.train_seeds))
+    if cfg.extra_train_seeds:
+        taken |= set(range(*cfg.extra_train_seeds))
+    if seeds & taken:
+        raise ValueError(f"wide training seeds {sorted(seeds & taken)[:5]}... overlap the other seed ranges")
+    return load_sequences(range(*cfg.wide_train_seeds), cache_dir, cfg.wide_frames_per_sequence, cfg.width,
+                          cfg.height, progress=progress)
+
+
+def _initial_network(cfg: TrainConfig, out_dir: Path):
+    """(network to train, frozen teacher or None, card of the initial weights or None).
+
+    The initial weights are copied into the run's folder first, so that a resumed
+    run distils towards them even after ``weights_out`` (often the same file) has
+    been overwritten by this run.
+    """
+    net = GaussianPredictionNet(cfg.net).to(cfg.device)
+    if not cfg.init_weights:
+        return net, None, None
+    kept = out_dir / "init_weights.pt"
+    if not kept.is_file():
+        shutil.copyfile(cfg.init_weights, kept)
+        card = Path(cfg.init_weights).with_suffix(".json")
+        if card.is_file():
+            shutil.copyfile(card, kept.with_suffix(".json"))
+    start, _, _ = load_weights(kept, cfg.device)
+    if start.config != cfg.net:
+        raise ValueError(f"init_weights {cfg.init_weights} have network {start.config}, the run asks for {cfg.net}")
+    net.load_state_dict(start.state_dict())
+    teacher = None
+    if cfg.geometry_distill_weight > 0:
+        teacher = start.eval().requires_grad_(False)
+    card_path = kept.with_suffix(".json")
+    previous = json.loads(card_path.read_text()) if card_path.is_file() else None
+    return net, teacher, previous
+
+
+def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progress, elapsed, runs, weights=None,
+               teacher=None) -> int:
     stride_rng = np.random.default_rng([cfg.seed, 7])
     for _ in range(step):
         stride_rng.integers(len(cfg.strides))  # keep the stride sequence identical on resume
@@ -420,8 +534,11 @@ def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progres
             semantic_frames = [p[0] for p in sampler.sample(cfg.semantic_batch)] if cfg.semantic_batch else None
             # Seeded by step, so a resumed run draws the same augmentations.
             augment_rng = np.random.default_rng([cfg.seed, 13, step])
-            losses = train_step(net, optimiser, sampler.sample(cfg.batch_size), stride, cfg, weights, semantic_frames,
-                                augment_rng)
+            if cfg.semantic_only:
+                losses = semantic_only_step(net, optimiser, semantic_frames, stride, cfg, weights, augment_rng, teacher)
+            else:
+                losses = train_step(net, optimiser, sampler.sample(cfg.batch_size), stride, cfg, weights,
+                                    semantic_frames, augment_rng)
             step += 1
             if step % cfg.log_every == 0 or step == cfg.steps:
                 loss_rows.row([step] + [f"{losses[k]:.6f}" for k in LOSS_COLUMNS[1:-1]]
@@ -434,7 +551,8 @@ def _run_steps(cfg, net, optimiser, sampler, step, csv_path, checkpoint, progres
     return step
 
 
-def _finish(cfg: TrainConfig, net, heldout_seqs, step: int, seconds: float, out_dir: Path, runs: list[dict]) -> dict:
+def _finish(cfg: TrainConfig, net, heldout_seqs, step: int, seconds: float, out_dir: Path, runs: list[dict],
+            previous_card: dict | None = None) -> dict:
     weights_path = Path(cfg.weights_out) if cfg.weights_out else DEFAULT_WEIGHTS
     save_weights(weights_path, net.cpu(), cfg.decode, extra={"steps": step})
     metrics = {}
@@ -449,11 +567,11 @@ def _finish(cfg: TrainConfig, net, heldout_seqs, step: int, seconds: float, out_
         "input": f"RGB-D {cfg.width}x{cfg.height}",
         "training_data": {
             "generator": "gs4_slam.synthetic (procedural rooms, Kinect-like noise)",
-            "train_seeds": list(range(*cfg.train_seeds)) + (list(range(*cfg.extra_train_seeds))
-                                                            if cfg.extra_train_seeds else []),
+            "train_seeds": _all_train_seeds(cfg, previous_card),
             "heldout_seeds": list(range(*cfg.heldout_seeds)),
             "frames_per_sequence": cfg.frames_per_sequence,
             "extra_frames_per_sequence": cfg.extra_frames_per_sequence if cfg.extra_train_seeds else None,
+            "wide_frames_per_sequence": cfg.wide_frames_per_sequence if cfg.wide_train_seeds else None,
         },
         "steps": step,
         "batch_size": cfg.batch_size,
@@ -464,8 +582,21 @@ def _finish(cfg: TrainConfig, net, heldout_seqs, step: int, seconds: float, out_
         "heldout_metrics": metrics,
         "config": config_io.to_dict(cfg),
     }
+    if previous_card is not None:  # the run that made init_weights, and the ones before it
+        card["init_weights_card"] = previous_card
     write_card(card, weights_path, out_dir)
     return card
+
+
+def _all_train_seeds(cfg: TrainConfig, previous_card: dict | None) -> list[int]:
+    """Every room these weights saw, the initial weights' included (sorted)."""
+    seeds = set(range(*cfg.train_seeds))
+    for extra in (cfg.extra_train_seeds, cfg.wide_train_seeds):
+        if extra:
+            seeds |= set(range(*extra))
+    if previous_card is not None:
+        seeds |= set(previous_card.get("training_data", {}).get("train_seeds", []))
+    return sorted(seeds)
 
 
 def config_from_args(args) -> TrainConfig:
