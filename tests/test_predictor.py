@@ -283,6 +283,8 @@ def test_semantic_fine_tuning_keeps_geometry_and_records_its_start(tmp_path):
     other = dataclasses.replace(cfg, out_dir=str(tmp_path / "other"), net=PredictorNetConfig(widths=(8, 16, 16, 32)))
     with pytest.raises(ValueError, match="init_weights"):
         train(other, progress=False)
+    with pytest.raises(ValueError, match="wide training seeds"):
+        train(dataclasses.replace(cfg, out_dir=str(tmp_path / "overlap"), wide_train_seeds=(0, 2)), progress=False)
 
 
 @pytest.mark.parametrize("name", ["train_predictor.yaml", "train_predictor_stage2.yaml", "train_predictor_stage3.yaml"])

@@ -432,15 +432,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if overlap:
         raise ValueError(f"held-out seeds {sorted(overlap)} are also training seeds")
 
-    if cfg.extra_train_seeds:
-        extra = load_sequences(range(*cfg.extra_train_seeds), cache_dir, cfg.extra_frames_per_sequence, cfg.width,
-                               cfg.height, progress=progress)
-        overlap = set(range(*cfg.extra_train_seeds)) & (set(range(*cfg.heldout_seeds)) | set(range(*cfg.train_seeds)))
-        if overlap:
-            raise ValueError(f"extra training seeds {sorted(overlap)[:5]}... overlap the other seed ranges")
-        train_seqs = train_seqs + extra
-    if cfg.wide_train_seeds:
-        train_seqs = train_seqs + _wide_sequences(cfg, cache_dir, progress)
+    taken = set(range(*cfg.heldout_seeds)) | set(range(*cfg.train_seeds))
+    for name, seeds, frames in (("extra", cfg.extra_train_seeds, cfg.extra_frames_per_sequence),
+                                ("wide", cfg.wide_train_seeds, cfg.wide_frames_per_sequence)):
+        if seeds:
+            train_seqs = train_seqs + _more_rooms(name, seeds, frames, taken, cfg, progress)
+            taken |= set(range(*seeds))
     weights = class_weights(train_seqs, cfg.net.num_classes, cfg.class_balance)
     if weights is not None:
         log.info("class weights: %s", np.round(weights.numpy(), 2).tolist())
@@ -481,15 +478,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     return _finish(cfg, net, heldout_seqs, step, elapsed(), out_dir, runs(step), previous_card)
 
 
-def _wide_sequences(cfg: TrainConfig, cache_dir: Path, progress: bool) -> list[CachedSequence]:
-    seeds = set(range(*cfg.wide_train_seeds))
-    taken = set(range(*cfg.heldout_seeds)) | set(range(*cfg.train_seeds))
-    if cfg.extra_train_seeds:
-        taken |= set(range(*cfg.extra_train_seeds))
-    if seeds & taken:
-        raise ValueError(f"wide training seeds {sorted(seeds & taken)[:5]}... overlap the other seed ranges")
-    return load_sequences(range(*cfg.wide_train_seeds), cache_dir, cfg.wide_frames_per_sequence, cfg.width,
-                          cfg.height, progress=progress)
+def _more_rooms(name: str, seeds: tuple[int, ...], frames: int, taken: set[int], cfg: TrainConfig,
+                progress: bool) -> list[CachedSequence]:
+    """The rooms [first, end) of ``seeds``, which must not be among the ``taken`` ones."""
+    overlap = set(range(*seeds)) & taken
+    if overlap:
+        raise ValueError(f"{name} training seeds {sorted(overlap)[:5]}... overlap the other seed ranges")
+    return load_sequences(range(*seeds), Path(cfg.cache_dir), frames, cfg.width, cfg.height, progress=progress)
 
 
 def _initial_network(cfg: TrainConfig, out_dir: Path):
