@@ -108,8 +108,8 @@ def run_sequence(reader, slam, out_dir: Path, eval_every: int = 5, panels: int =
 def write_trajectory(out_dir: Path, results, name: str = "trajectory.txt") -> None:
     from gs4_slam.metrics.trajectory import Trajectory, write_tum
 
-    write_tum(out_dir / name, Trajectory(np.array([r.timestamp_s for r in results]),
-                                         np.stack([r.T_world_cam.matrix for r in results])))
+    write_tum(out_dir / name, Trajectory.from_poses([r.timestamp_s for r in results],
+                                                    [r.T_world_cam for r in results]))
 
 
 def trajectory_outputs(out_dir: Path, results, gt_poses, live=None, live_gt_poses=None) -> dict:

@@ -283,8 +283,7 @@ class Slam:
         from gs4_slam.metrics.trajectory import Trajectory, write_tum
 
         entries = self.trajectory()
-        poses = np.stack([pose.matrix for _, pose in entries]) if entries else np.zeros((0, 4, 4))
-        write_tum(path, Trajectory(np.array([t for t, _ in entries], dtype=np.float64), poses))
+        write_tum(path, Trajectory.from_poses([t for t, _ in entries], [pose for _, pose in entries]))
 
     def save_map(self, path: str | Path) -> None:
         from gs4_slam.map_io import save_map
