@@ -165,3 +165,18 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
     rows = (tmp_path / "out" / "losses.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3], "resume continues, it does not restart"
     assert resumed["steps"] == 3 and resumed["training_seconds"] > first["training_seconds"]
+
+
+def test_side_by_side_benchmark_smoke(tmp_path, capsys):
+    """One short held-out room through both arms: the JSON line has the figures, in range."""
+    import json
+
+    from bench.refiner import main
+
+    assert main(["--rooms", "1", "--frames", "8", "--cache-dir", str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for prefix in ("", "baseline_", "no_merging_"):
+        assert 15.0 < summary[f"{prefix}psnr"] < 60.0, prefix
+        assert summary[f"{prefix}n_gaussians"] > 100, prefix
+    assert summary["beats_baseline"] == (summary["psnr"] > summary["baseline_psnr"]
+                                         and summary["n_gaussians"] < summary["baseline_n_gaussians"])
