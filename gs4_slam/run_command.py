@@ -99,7 +99,8 @@ def run_sequence(reader, slam, out_dir: Path, eval_every: int = 5, panels: int =
     live, refined = results, slam.trajectory()[-len(results):]
     results = [dataclasses.replace(r, T_world_cam=pose) for r, (_, pose) in zip(live, refined)]
     metrics.update(trajectory_outputs(out_dir, results, gt_poses, live, gt_poses))
-    metrics.update(render_metrics(reader, slam, results, out_dir, eval_every, panels))
+    exposures = slam.frame_exposures()[-len(results):]
+    metrics.update(render_metrics(reader, slam, results, out_dir, eval_every, panels, exposures))
     slam.save_map(out_dir / "map.ply")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return RunReport(metrics, out_dir, results)
@@ -148,9 +149,16 @@ def trajectory_metrics(out_dir: Path | None, results, gt_poses) -> dict:
     return {"ate_cm": 100.0 * result.rmse_m}
 
 
-def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels: int) -> dict:
-    """Render the final map at every ``eval_every``-th estimated pose and compare with the input."""
+def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels: int,
+                   exposures: list | None = None) -> dict:
+    """Render the final map at every ``eval_every``-th estimated pose and compare with the input.
+
+    ``exposures``: per frame, the exposure the final refinement fitted for it (or None),
+    applied to the rendered colour; ``psnr_without_exposure`` is the PSNR without it.
+    """
     import torch
+
+    from gs4_slam.mapping.optimizer import apply_exposure
 
     from gs4_slam.metrics.image import depth_l1_cm, psnr, ssim
     from gs4_slam.mapping.semantic_fusion import rendered_classes
@@ -159,13 +167,16 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
 
     indices = list(range(0, len(results), eval_every))
     panel_at = set(indices[:: max(1, len(indices) // max(panels, 1))][:panels])
-    psnrs, psnrs_with_depth, ssims, depth_errors = [], [], [], []
+    psnrs, psnrs_with_depth, ssims, depth_errors, psnrs_without_exposure = [], [], [], [], []
     confusion = ConfusionMatrix.empty(slam.label_set.num_classes)
     for i in indices:
         frame = slam.prepare(reader[i])
         with torch.no_grad():
             out = slam.render(results[i].T_world_cam, frame.intrinsics, ("color", "depth", "semantics", "alpha"))
         color = out.color.clamp(0, 1).cpu().numpy()
+        psnrs_without_exposure.append(psnr(color, frame.color_rgb))
+        if exposures is not None and exposures[i] is not None:
+            color = apply_exposure(out.color, exposures[i]).clamp(0, 1).cpu().numpy()
         depth = out.depth.cpu().numpy()
         psnrs.append(psnr(color, frame.color_rgb))
         # Pixels without depth never get Gaussians (they render black); this figure
@@ -184,7 +195,8 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
             write_png(out_dir / "renders" / f"frame_{i:05d}.png", panel)
     metrics = {"psnr": float(np.mean(psnrs)), "psnr_pixels_with_depth": float(np.mean(psnrs_with_depth)) if psnrs_with_depth else float("nan"),
                "ssim": float(np.mean(ssims)),
-               "depth_l1_cm": float(np.mean(depth_errors)), "eval_frames": len(indices)}
+               "depth_l1_cm": float(np.mean(depth_errors)), "eval_frames": len(indices),
+               "psnr_without_exposure": float(np.mean(psnrs_without_exposure))}
     # Keyframes are what mapping optimises on; the other frames show how the map renders views it never
     # fitted. (A replay's poses come from the node's topics, which do not say which frames were keyframes.)
     not_keyframe = [not getattr(results[i], "is_keyframe", True) for i in indices]

@@ -260,6 +260,23 @@ class Slam:
         keyframe_poses = dict(self.backend.refined_poses)
         return [(e.timestamp_s, _follow_keyframe(e, keyframe_poses.get(e.keyframe_id))) for e in entries]
 
+    def frame_exposures(self) -> list[np.ndarray | None]:
+        """Each processed frame's exposure ([6], see :func:`gs4_slam.mapping.optimizer.apply_exposure`), or None.
+
+        The final refinement fits one per stored keyframe; a frame takes that of
+        its keyframe (taken a moment apart by the same camera), or of the stored
+        keyframe nearest in the run when mapping skipped its own. None before the
+        final refinement or with ``lr_exposure`` 0.
+        """
+        exposures = dict(self.backend.keyframe_exposures)
+        if not exposures:
+            return [None] * len(self._trajectory)
+        ids = np.array(sorted(exposures))
+        with self._lock:
+            keyframe_ids = [e.keyframe_id for e in self._trajectory]
+        return [exposures[int(ids[np.argmin(np.abs(ids - (k if k is not None else ids[0])))])]
+                for k in keyframe_ids]
+
     def _tracked_pose(self, timestamp_s: float, T_world_cam: Pose, keyframe_id: int | None) -> _TrackedPose:
         keyframes = self.tracker.keyframes
         if keyframe_id is None or not 0 <= keyframe_id < len(keyframes):

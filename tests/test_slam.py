@@ -297,6 +297,30 @@ def test_final_refinement_pulls_a_misplaced_keyframe_back(frames):
         slam.close()
 
 
+def test_final_refinement_fits_the_exposure_of_a_darker_keyframe(frames):
+    mapping = {"threaded": False, "refinement": {"enabled": False},
+               "final_refinement": {"steps": 150, "densify_per_keyframe": 0, "lr_pose": 0.0, "lr_exposure": 0.02}}
+    slam, results = _run(frames, threaded=False, mapping=mapping)
+    try:
+        views = slam.backend.older_keyframes.draw(len(slam.backend.older_keyframes)) + slam.backend.keyframes
+        assert len(views) >= 3
+        darker = slam.backend.keyframes[-1]
+        darker.color = darker.color * 0.7  # as if the camera's exposure had dropped for this view
+        report = slam.refine_final_map()
+        gains = {k: np.exp(e[:3]) for k, e in report.exposures.items()}
+        assert set(gains) == {v.keyframe_id for v in views}
+        assert np.allclose(gains[views[0].keyframe_id], 1.0), "the oldest keyframe's exposure is the map's"
+        assert np.all(np.abs(gains[darker.keyframe_id] - 0.7) < 0.1), gains[darker.keyframe_id]
+        others = [g for k, g in gains.items() if k != darker.keyframe_id]
+        assert all(np.all(np.abs(g - 1.0) < 0.1) for g in others)
+        # Each frame takes its keyframe's exposure.
+        per_frame = slam.frame_exposures()
+        frame_index = slam.tracker.keyframes[darker.keyframe_id].frame_index
+        assert np.allclose(per_frame[frame_index], report.exposures[darker.keyframe_id])
+    finally:
+        slam.close()
+
+
 def _pixel_shift(view, T_world_cam_true: Pose, T_world_cam: Pose) -> float:
     """Mean image distance (px) between where the view's depth points are and where ``T_world_cam`` puts them."""
     from gs4_slam.tracking.preprocess import backproject
@@ -330,7 +354,7 @@ def test_trajectory_follows_the_refined_pose_of_its_keyframe(frames):
 
 def test_final_refinement_settings_are_checked():
     for key, value in (("steps", -1), ("max_s", -1.0), ("densify_per_keyframe", -5), ("lr_pose", -1e-3),
-                       ("pose_prior_weight", -1.0), ("lr_means", -1e-4), ("lr_color", 2.0)):
+                       ("pose_prior_weight", -1.0), ("lr_means", -1e-4), ("lr_color", 2.0), ("lr_exposure", -0.1)):
         with pytest.raises(ConfigError, match=f"final_refinement.{key}"):
             load_slam_config(overrides={"mapping": {"final_refinement": {key: value}}})
 

@@ -137,6 +137,8 @@ class MappingBackend:
                                               config.optimization.random_keyframes else 0)
         self.refined_poses: dict[int, Pose] = {}
         self._new_refined_poses: dict[int, Pose] = {}  # not yet taken by the tracker
+        #: Keyframe exposures fitted by the final refinement (keyframe id -> [6]).
+        self.keyframe_exposures: dict[int, np.ndarray] = {}
         self._keyframe_count = 0
         self._pending: collections.deque[MappingJob | None] = collections.deque()
         self._busy = False
@@ -370,6 +372,7 @@ class MappingBackend:
             report = refine_map(self.map, views, config, self.config.optimization, self.config.densify,
                                 self.config.max_gaussians)
         self._take_final_poses(report.refined_poses)
+        self.keyframe_exposures.update(report.exposures)
         return report
 
     def _take_final_poses(self, poses: dict[int, Pose]) -> None:

@@ -199,11 +199,25 @@ def param_groups(params: dict[str, Tensor], cfg: OptimizationConfig) -> list[dic
     ]
 
 
-def view_loss(gaussians: GaussianSet, view: KeyframeView, T_cam_world: Tensor, cfg: OptimizationConfig) -> Tensor:
-    """The keyframe loss on one view: 0.8·L1 + 0.2·(1−SSIM) of colour + depth L1."""
+def view_loss(gaussians: GaussianSet, view: KeyframeView, T_cam_world: Tensor, cfg: OptimizationConfig,
+              exposure: Tensor | None = None) -> Tensor:
+    """The keyframe loss on one view: 0.8·L1 + 0.2·(1−SSIM) of colour + depth L1.
+
+    ``exposure``: the view's [6] affine colour correction (see :func:`apply_exposure`).
+    """
     out = render(gaussians, view.intrinsics, T_cam_world, channels=("color", "depth"))
-    loss = color_loss(out.color.permute(2, 0, 1)[None], view.color[None], ssim_weight=cfg.ssim_weight)
+    color = out.color if exposure is None else apply_exposure(out.color, exposure)
+    loss = color_loss(color.permute(2, 0, 1)[None], view.color[None], ssim_weight=cfg.ssim_weight)
     return loss + cfg.depth_weight * depth_l1(out.depth, view.depth_m)
+
+
+def apply_exposure(color: Tensor, exposure: Tensor) -> Tensor:
+    """``color`` [..., 3] as a camera with this exposure saw it: per channel, exp(gain) · colour + bias.
+
+    ``exposure`` [6]: three log gains, three biases (zeros: unchanged).
+    """
+    exposure = torch.as_tensor(exposure, dtype=color.dtype, device=color.device)
+    return color * torch.exp(exposure[:3]) + exposure[3:]
 
 
 def with_params(subset: GaussianSet, params: dict[str, Tensor]) -> GaussianSet:
