@@ -159,7 +159,6 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
     import torch
 
     from gs4_slam.mapping.optimizer import apply_exposure
-
     from gs4_slam.metrics.image import depth_l1_cm, psnr, ssim
     from gs4_slam.mapping.semantic_fusion import rendered_classes
     from gs4_slam.metrics.semantic import ConfusionMatrix
