@@ -268,12 +268,12 @@ class Slam:
         keyframe nearest in the run when mapping skipped its own. None before the
         final refinement or with ``lr_exposure`` 0.
         """
-        exposures = dict(self.backend.keyframe_exposures)
-        if not exposures:
-            return [None] * len(self._trajectory)
-        ids = np.array(sorted(exposures))
         with self._lock:
             keyframe_ids = [e.keyframe_id for e in self._trajectory]
+        exposures = dict(self.backend.keyframe_exposures)
+        if not exposures:
+            return [None] * len(keyframe_ids)
+        ids = np.array(sorted(exposures))
         return [exposures[int(ids[np.argmin(np.abs(ids - (k if k is not None else ids[0])))])]
                 for k in keyframe_ids]
 
