@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gs4_slam.predictor.data import load_sequences
     from gs4_slam.predictor.predictor import GaussianPredictor, PredictorConfig
-    from gs4_slam.refiner.refiner import DEFAULT_WEIGHTS, RefinerConfig, load_weights
+    from gs4_slam.refiner.refiner import DEFAULT_WEIGHTS, load_weights
     from gs4_slam.refiner.train import RefinerTrainConfig, evaluate
     from gs4_slam.slam import load_slam_config
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     predictor = GaussianPredictor(PredictorConfig(weights=args.predictor))
     net = load_weights(Path(args.weights) if args.weights else DEFAULT_WEIGHTS)
     stage = load_slam_config().mapping.refinement
-    baseline = RefinerConfig(enabled=False, merge=False, prune=True, min_opacity=stage.min_opacity)
+    baseline = stage.insert_only_baseline()
     arms = (("network + merging + pruning", net, stage),
             ("network only (no merging)", net, dataclasses.replace(stage, merge=False)),
             ("insert-only + opacity pruning", None, baseline))

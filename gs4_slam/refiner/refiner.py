@@ -65,6 +65,10 @@ class RefinerConfig:
         if not 0.0 <= self.min_opacity < 1.0:
             raise ValueError(f"refinement.min_opacity must be in [0, 1), got {self.min_opacity}")
 
+    def insert_only_baseline(self) -> RefinerConfig:
+        """The non-learned baseline these settings are measured against: insertion only, plus opacity pruning."""
+        return dataclasses.replace(self, enabled=False, merge=False, prune=True)
+
 
 @dataclass
 class RefineReport:

@@ -325,8 +325,7 @@ def _finish(cfg, net, predictor, heldout, step: int, seconds: float, out_dir: Pa
     weights_path = Path(cfg.weights_out) if cfg.weights_out else DEFAULT_WEIGHTS
     save_weights(weights_path, net.cpu(), extra={"steps": step})
     learned = evaluate(predictor, net, heldout, cfg, cfg.refine)
-    baseline_cfg = RefinerConfig(enabled=False, merge=False, prune=True, min_opacity=cfg.refine.min_opacity)
-    baseline = evaluate(predictor, None, heldout, cfg, baseline_cfg)
+    baseline = evaluate(predictor, None, heldout, cfg, cfg.refine.insert_only_baseline())
     card = {
         "model": "gs4_slam Gaussian Refinement Network",
         "weights": weights_path.name,
