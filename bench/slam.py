@@ -1,6 +1,7 @@
 """The whole SLAM pipeline on a real sequence, with GS4's ablation, in one run.
 
     python -m bench.slam --data ../shared/data/tum_fr1_xyz [--limit N] [--baseline] [--rows 0,7] [--realtime]
+                         [--inline]
 
 Every frame at 320x240 on the CPU, mapping in its background thread (the real-time
 mode). Rows: the full system (config/slam.yaml), then the ablation — prediction
@@ -9,15 +10,19 @@ only (no refinement, no joint optimisation, no pruning), + refinement network,
 then the full system without the final refinement after the last frame, with the
 non-learned refinement baseline (insert-only + opacity pruning), without the
 keyframe pose feedback, with frame-to-model tracking, and with the keyframe
-poses fixed in the final refinement, and without its exposure fit. ATE over all frames (rigid alignment) of the
+poses fixed in the final refinement, and without its exposure fit; last, the
+baseline without the final refinement (row 6's pair), and the full system mapping every
+frame at its depth's time instead of its colour's. ATE over all frames (rigid alignment) of the
 output trajectory (each frame following its keyframe's refined pose) and of the
 poses as tracked at the time ("live", what a node publishes), PSNR/SSIM/depth L1 of the final map rendered at every
-5th estimated pose (each with its keyframe's exposure from the final refinement;
+5th estimated pose (moved to its colour image's time; each with its keyframe's exposure from the final refinement;
 "no exp." without it; and PSNR on those that are not keyframes), Gaussians,
 end-to-end frames/s (the final refinement included) and while streaming. Outputs of each row go to
 build/bench/slam/<row>/. Last line: one JSON object (full system: ate_cm, psnr,
 n_gaussians, fps). With --realtime, frames arrive at the sequence's own 30 Hz, as from a
-live camera, instead of as fast as the pipeline takes them.
+live camera, instead of as fast as the pipeline takes them. With --inline, mapping runs
+in the frame loop instead of its thread: slower, but no job is skipped for timing, so two
+rows differ only by their settings (a side-by-side without the threads' run-to-run noise).
 """
 from __future__ import annotations
 
@@ -54,6 +59,10 @@ ROWS: tuple[tuple[str, dict], ...] = (
     ("full, frame-to-model tracking", {"track_against_map": True}),
     ("full, final poses fixed", {"mapping": {"final_refinement": {"lr_pose": 0.0}}}),
     ("full, no exposure fit", {"mapping": {"final_refinement": {"lr_exposure": 0.0}}}),
+    # Row 6's pair: the refiner against its baseline on the streamed map alone, before
+    # the final refinement's densification adds most of the Gaussians.
+    ("no final refinement, baseline", {"mapping": {"refinement": {"enabled": False, "merge": False}, **_STREAMING}}),
+    ("full, mapped at depth time", {"map_at_color_time": False}),
 )
 
 
@@ -61,6 +70,10 @@ def _merge(a: dict, b: dict) -> dict:
     from gs4_slam.config import merge
 
     return merge(a, b)
+
+
+def _output_folder(args: argparse.Namespace) -> str:
+    return "slam_realtime" if args.realtime else "slam_inline" if args.inline else "slam"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--realtime", action="store_true",
                         help="frames at the sequence's own rate (30 Hz), as a live camera delivers them; frames/s is "
                              "then capped by that rate")
+    parser.add_argument("--inline", action="store_true",
+                        help="mapping in the frame loop (mapping.threaded false): repeatable side-by-side rows, "
+                             "not real time")
     args = parser.parse_args(argv)
+    if args.inline and args.realtime:
+        parser.error("--inline and --realtime exclude each other: inline mapping cannot keep a live camera's rate")
     if not args.data.is_dir():
         print(f"dataset folder {args.data} not found: nothing to benchmark (pass --data)")
         return 0
@@ -83,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = ROWS if args.rows == "all" else [ROWS[int(i)] for i in args.rows.split(",")]
     base = {"predictor": {"use_baseline": True}} if args.baseline else {}
+    if args.inline:
+        base = _merge(base, {"mapping": {"threaded": False}})
     results = []
     for name, overrides in rows:
         reader = open_dataset("tum", args.data, limit=args.limit)
         slam = Slam(load_slam_config(overrides=_merge(base, overrides)))
-        out_dir = REPO_ROOT / "build" / "bench" / ("slam_realtime" if args.realtime else "slam") / \
+        out_dir = REPO_ROOT / "build" / "bench" / _output_folder(args) / \
             name.replace(" ", "_").replace(",", "").replace("+", "plus")
         try:
             report = run_sequence(reader, slam, out_dir, progress=False, realtime=args.realtime)
@@ -119,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                "psnr_pixels_with_depth": full["psnr_pixels_with_depth"], "psnr_non_keyframes": full.get("psnr_non_keyframes"),
                "fps_streaming": full["fps_streaming"], "final_refinement_s": full["final_refinement_s"],
                "fps": full["fps"], "ssim": full["ssim"], "depth_l1_cm": full["depth_l1_cm"],
-               "frames": full["frames"], "predictor": "baseline" if args.baseline else "network"}
+               "frames": full["frames"], "predictor": "baseline" if args.baseline else "network",
+               "mapping": "inline" if args.inline else "threaded"}
     for name, m in results[1:]:
         key = name.replace(" ", "_").replace(",", "").replace("+", "plus").replace("-", "_")
         summary[f"{key}_ate_cm"] = m.get("ate_cm")

@@ -153,6 +153,9 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
                    exposures: list | None = None) -> dict:
     """Render the final map at every ``eval_every``-th estimated pose and compare with the input.
 
+    A frame whose colour was taken apart from its depth is rendered where the camera
+    was at the colour's time (:func:`pose_at_color_time`): the trajectory holds the
+    depth's times, and the input colour is what the map is compared with.
     ``exposures``: per frame, the exposure the final refinement fitted for it (or None),
     applied to the rendered colour; ``psnr_without_exposure`` is the PSNR without it.
     """
@@ -170,8 +173,9 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
     confusion = ConfusionMatrix.empty(slam.label_set.num_classes)
     for i in indices:
         frame = slam.prepare(reader[i])
+        pose = pose_at_color_time(results, i, frame.color_delay_s)
         with torch.no_grad():
-            out = slam.render(results[i].T_world_cam, frame.intrinsics, ("color", "depth", "semantics", "alpha"))
+            out = slam.render(pose, frame.intrinsics, ("color", "depth", "semantics", "alpha"))
         color = out.color.clamp(0, 1).cpu().numpy()
         psnrs_without_exposure.append(psnr(color, frame.color_rgb))
         if exposures is not None and exposures[i] is not None:
@@ -205,6 +209,26 @@ def render_metrics(reader, slam, results, out_dir: Path, eval_every: int, panels
     if scores.num_pixels:
         metrics["miou"] = 100.0 * scores.miou
     return metrics
+
+
+def pose_at_color_time(results, i: int, color_delay_s: float, max_gap_s: float = 0.1):
+    """``results[i]``'s pose moved to its colour image's time, ``color_delay_s`` after its depth's.
+
+    Interpolated on the screw motion towards the neighbouring frame on the delay's
+    side; the pose as is without such a neighbour within ``max_gap_s``.
+    """
+    from gs4_slam.camera import Pose
+    from gs4_slam.tracking.lie import se3_exp, se3_log
+
+    pose = results[i].T_world_cam
+    j = i + 1 if color_delay_s > 0 else i - 1
+    if color_delay_s == 0.0 or not 0 <= j < len(results):
+        return pose
+    dt_s = results[j].timestamp_s - results[i].timestamp_s
+    if not 0.0 < abs(dt_s) <= max_gap_s:
+        return pose
+    motion = se3_log(pose.inverse().matrix @ results[j].T_world_cam.matrix)
+    return Pose(pose.matrix @ se3_exp(motion * (color_delay_s / dt_s)))
 
 
 def _run(args: argparse.Namespace) -> int:

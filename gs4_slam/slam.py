@@ -37,7 +37,8 @@ from gs4_slam.predictor.predictor import GaussianPredictor, PredictorConfig
 from gs4_slam.render import RenderOutput, render
 from gs4_slam.resources import find_data_file
 from gs4_slam.tracking import Tracker, TrackerConfig, TrackingStatus
-from gs4_slam.tracking.preprocess import Undistorter
+from gs4_slam.tracking.lie import se3_exp, se3_log
+from gs4_slam.tracking.preprocess import Undistorter, depth_at_color_time
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ class SlamConfig:
     use_refined_keyframe_poses: bool = True
     #: Map silhouette above which a rendered depth counts for the tracking reference.
     track_min_alpha: float = 0.8
+    #: Where a frame's colour was taken apart from its depth (TUM's Kinect: up to 17 ms),
+    #: map it at the colour's time: its pose moves by the camera's motion over the delay
+    #: and its depth is re-projected there. Mapping fits the map to the colour image as
+    #: taken, so pairing it with the depth-time pose misplaces it by up to a pixel.
+    map_at_color_time: bool = True
     tracking: TrackerConfig = field(default_factory=TrackerConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
@@ -140,6 +146,9 @@ class Slam:
         self.backend = MappingBackend(mapping, self.label_set.num_classes, self.predictor.feature_dim,
                                       tuple(self.label_set.class_names), self.config.device)
         self._trajectory: list[_TrackedPose] = []
+        #: Keyframe id -> T_depth_color of the keyframes mapped at their colour's time:
+        #: mapping refines those poses, the tracker and the trajectory use depth-time ones.
+        self._keyframe_color_offsets: dict[int, np.ndarray] = {}
         self._frames_seen = 0
         self._warned_no_labels = False
 
@@ -177,26 +186,55 @@ class Slam:
         times["prepare_ms"] = _ms(start)
         t0 = time.perf_counter()
         if self.config.use_refined_keyframe_poses:
-            for keyframe_id, pose in self.backend.take_refined_poses().items():
+            for keyframe_id, pose in self._at_depth_time(self.backend.take_refined_poses()).items():
                 self.tracker.update_keyframe_pose(keyframe_id, pose)
         tracked = self.tracker.track(frame)
         times["track_ms"] = _ms(t0)
         self._frames_seen += 1
         pose = tracked.T_world_cam
+        previous = self._trajectory[-1] if self._trajectory else None
         self._trajectory.append(self._tracked_pose(frame.timestamp_s, pose, tracked.keyframe_id))
         due = self.config.mapping.integrate_every and self._frames_seen % self.config.mapping.integrate_every == 0
         if tracked.status is not TrackingStatus.LOST and (tracked.is_keyframe or due):
             t0 = time.perf_counter()
-            prediction = self.predictor.predict(frame, pose)
+            keyframe_id = tracked.keyframe_id if tracked.is_keyframe else None
+            mapped, T_world_mapped = self._at_color_time(frame, pose, previous, keyframe_id)
+            times["color_time_ms"] = _ms(t0)
+            t0 = time.perf_counter()
+            prediction = self.predictor.predict(mapped, T_world_mapped)
             times["predict_ms"] = _ms(t0)
             t0 = time.perf_counter()
-            self.backend.submit(self._job(frame, pose, prediction.gaussians,
-                                          tracked.keyframe_id if tracked.is_keyframe else None))
+            self.backend.submit(self._job(mapped, T_world_mapped, prediction.gaussians, keyframe_id))
             times["map_submit_ms"] = _ms(t0)
         times.update({f"map_{k}": v for k, v in self.backend.stats.stage_ms.items()})
         times["total_ms"] = _ms(start)
         return SlamResult(frame.index, frame.timestamp_s, pose, tracked.status, tracked.is_keyframe,
                           len(self.backend), len(self.tracker.keyframes), times)
+
+    def _at_color_time(self, frame: Frame, pose: Pose, previous: _TrackedPose | None,
+                       keyframe_id: int | None) -> tuple[Frame, Pose]:
+        """``frame`` and ``pose`` for mapping: moved to the colour's time when it differs (``map_at_color_time``).
+
+        The camera's motion over the delay is extrapolated from its last frame
+        interval (what is known when the frame is mapped).
+        """
+        delay_s = frame.color_delay_s
+        if not self.config.map_at_color_time or delay_s == 0.0 or previous is None:
+            return frame, pose
+        dt_s = frame.timestamp_s - previous.timestamp_s
+        if not 0.0 < dt_s <= _MAX_MOTION_GAP_S:
+            return frame, pose
+        motion = se3_log(previous.T_world_cam.inverse().matrix @ pose.matrix)
+        T_depth_color = se3_exp(motion * (delay_s / dt_s))
+        if keyframe_id is not None:
+            self._keyframe_color_offsets[keyframe_id] = T_depth_color
+        depth = depth_at_color_time(frame.depth_m, frame.intrinsics, T_depth_color)
+        return dataclasses.replace(frame, depth_m=depth), Pose(pose.matrix @ T_depth_color)
+
+    def _at_depth_time(self, keyframe_poses: dict[int, Pose]) -> dict[int, Pose]:
+        """Refined keyframe poses from mapping, moved back to their depth's time (the tracker's)."""
+        offsets = self._keyframe_color_offsets
+        return {k: Pose(p.matrix @ np.linalg.inv(offsets[k])) if k in offsets else p for k, p in keyframe_poses.items()}
 
     def _render_for_tracking(self, T_world_cam: Pose, intrinsics: Intrinsics):
         """Colour and depth of the map for the tracker, or None (empty map, or mapping busy).
@@ -257,7 +295,7 @@ class Slam:
             entries = list(self._trajectory)
         if not refined:
             return [(e.timestamp_s, e.T_world_cam) for e in entries]
-        keyframe_poses = dict(self.backend.refined_poses)
+        keyframe_poses = self._at_depth_time(dict(self.backend.refined_poses))
         return [(e.timestamp_s, _follow_keyframe(e, keyframe_poses.get(e.keyframe_id))) for e in entries]
 
     def frame_exposures(self) -> list[np.ndarray | None]:
@@ -340,6 +378,10 @@ def trajectory_path(map_path: str | Path) -> Path:
     """Where the trajectory saved with a map goes: ``map.ply`` -> ``map_trajectory.txt``."""
     map_path = Path(map_path)
     return map_path.with_name(f"{map_path.stem}_trajectory.txt")
+
+
+#: Longest frame interval over which the last motion is extrapolated to the colour's time.
+_MAX_MOTION_GAP_S = 0.1
 
 
 def _follow_keyframe(entry: _TrackedPose, T_world_keyframe_now: Pose | None) -> Pose:

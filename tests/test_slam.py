@@ -1,9 +1,12 @@
 """The SLAM pipeline end to end on a generated sequence."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
 
 from gs4_slam.camera import Pose
 from gs4_slam.config import ConfigError
@@ -350,6 +353,53 @@ def test_trajectory_follows_the_refined_pose_of_its_keyframe(frames):
             assert np.allclose(slam.trajectory()[i][1].matrix, (shift @ live[i][1]).matrix, atol=1e-5)
     finally:
         slam.close()
+
+
+def test_frames_are_mapped_at_their_colours_time(frames):
+    delay_s = 0.012  # colour taken 12 ms after depth, as TUM's Kinect does
+    delayed = [dataclasses.replace(f, color_delay_s=delay_s) for f in frames[:15]]
+    mapping = {"optimization": {"optimize_poses": False}}
+    slam, results = _run(delayed, threaded=False, mapping=mapping)
+    plain, _ = _run(delayed, threaded=False, mapping=mapping, map_at_color_time=False)
+    try:
+        for view in slam.backend.keyframes[1:]:
+            tracked = slam.tracker.keyframes[view.keyframe_id]
+            i = tracked.frame_index
+            velocity = (results[i].T_world_cam.translation - results[i - 1].T_world_cam.translation) / (
+                results[i].timestamp_s - results[i - 1].timestamp_s)
+            moved = view.T_world_cam.translation - tracked.T_world_cam.translation
+            assert np.allclose(moved, velocity * delay_s, atol=0.1 * np.linalg.norm(velocity) * delay_s + 1e-6)
+            assert not torch.equal(view.depth_m, torch.from_numpy(slam.prepare(delayed[i]).depth_m))
+        assert all(np.allclose(v.T_world_cam.matrix, slam.tracker.keyframes[v.keyframe_id].T_world_cam.matrix)
+                   for v in plain.backend.keyframes)
+        # Mapping keeps colour-time keyframe poses; what process returns, the tracker and the
+        # trajectory stay at (or get back) the depth's time.
+        assert all(np.allclose(r.T_world_cam.matrix, p.matrix) for r, (_, p) in zip(results, slam.trajectory(False)))
+        assert all(np.allclose(k.T_world_cam.matrix, results[k.frame_index].T_world_cam.matrix)
+                   for k in slam.tracker.keyframes)
+        assert all(np.allclose(a.matrix, b.matrix) for (_, a), (_, b) in zip(slam.trajectory(refined=False),
+                                                                          slam.trajectory()))
+    finally:
+        slam.close()
+        plain.close()
+
+
+def test_pose_at_color_time_interpolates_towards_the_delays_side():
+    from types import SimpleNamespace
+
+    from gs4_slam.run_command import pose_at_color_time
+
+    turn = Pose.from_rt(Rotation.from_rotvec([0.0, 0.0, 0.2]).as_matrix(), np.array([0.3, 0.0, 0.0]))
+    results = [SimpleNamespace(timestamp_s=t, T_world_cam=p)
+               for t, p in ((0.0, Pose.identity()), (0.04, turn), (0.08, turn @ turn), (1.0, Pose.identity()))]
+    half = pose_at_color_time(results, 0, 0.02)
+    assert np.allclose(Rotation.from_matrix(half.rotation).as_rotvec(), [0.0, 0.0, 0.1])
+    assert 0.14 < half.translation[0] < 0.16
+    back = pose_at_color_time(results, 2, -0.02)  # colour before depth: towards the frame before
+    assert np.allclose(Rotation.from_matrix(back.rotation).as_rotvec(), [0.0, 0.0, 0.3])
+    assert pose_at_color_time(results, 1, 0.0) is results[1].T_world_cam
+    assert pose_at_color_time(results, 2, 0.02) is results[2].T_world_cam, "the next frame is too far away"
+    assert pose_at_color_time(results, 3, 0.02) is results[3].T_world_cam, "no frame after the last"
 
 
 def test_final_refinement_settings_are_checked():

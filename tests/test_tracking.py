@@ -19,7 +19,8 @@ from gs4_slam.tracking import (
 from gs4_slam.tracking.kernels import load_kernel
 from gs4_slam.tracking.keyframes import KeyframeStore
 from gs4_slam.tracking.lie import inverse, motion_magnitude, orthonormalize, se3_exp, se3_log
-from gs4_slam.tracking.preprocess import ImageLevel, Undistorter, build_pyramid, downsample_depth, gray_at_depth_time
+from gs4_slam.tracking.preprocess import (ImageLevel, Undistorter, build_pyramid, depth_at_color_time, downsample_depth,
+                                          gray_at_depth_time)
 from gs4_slam.tracking.solver import (
     SolverConfig,
     SourceLevel,
@@ -334,6 +335,26 @@ def test_gray_at_depth_time_undoes_the_colour_cameras_offset():
     hole = depth.copy()
     hole[10, 10] = 0.0
     assert gray_at_depth_time(gray_color, hole, k, T_depth_color)[10, 10] == gray_color[10, 10]
+
+
+def test_depth_at_color_time_moves_points_to_the_colour_camera_nearest_first():
+    k = Intrinsics(64, 48, 200.0, 200.0, 31.5, 23.5)
+    depth = np.full((48, 64), 2.0, np.float32)
+    depth[20:28, 30:38] = 1.0  # a box 1 m in front of the wall
+    T_depth_color = np.eye(4)
+    T_depth_color[0, 3] = 0.02  # colour camera 2 cm along +x: the wall moves 2 px left, the box 4 px
+    moved = depth_at_color_time(depth, k, T_depth_color)
+    assert np.all(moved[20:28, 26:34] == 1.0), "the box, moved 4 px, wins over the wall behind it"
+    wall = np.ones_like(depth, dtype=bool)
+    wall[20:28, 26:36] = False  # the box, and the wall beside it that the depth camera did not see
+    wall[:, 62:] = False  # no point reaches the last 2 columns
+    assert np.all(moved[wall] == 2.0)
+    assert np.all(moved[:, 62:] == 0.0)
+    assert np.all(moved[20:28, 34:36] == 0.0), "no depth where the box hid the wall: nothing is invented"
+    assert np.array_equal(depth_at_color_time(depth, k, np.eye(4)), depth)
+    hole = depth.copy()
+    hole[5, 5] = 0.0
+    assert depth_at_color_time(hole, k, np.eye(4))[5, 5] == 0.0
 
 
 def test_colour_delay_compensation_tracks_unsynchronised_frames_better(sequence):

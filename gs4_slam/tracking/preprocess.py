@@ -103,6 +103,32 @@ def gray_at_depth_time(gray: np.ndarray, depth_m: np.ndarray, intrinsics: Intrin
     return cv2.remap(gray, map_u, map_v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def depth_at_color_time(depth_m: np.ndarray, intrinsics: Intrinsics, T_depth_color: np.ndarray) -> np.ndarray:
+    """``depth_m`` [H, W] as the colour camera (pose ``T_depth_color`` relative to the
+    depth camera) would have measured it: each 3D point moves to its pixel in the colour
+    image, the nearest one winning where several land; pixels no point reaches are 0.
+
+    The inverse of :func:`gray_at_depth_time` for mapping, which fits the map to the
+    colour image as taken and so needs its depth and pose at the colour's time. A
+    forward splat rather than a lookup: depth must not be interpolated across edges.
+    """
+    h, w = depth_m.shape
+    points = backproject(depth_m.astype(np.float32), intrinsics)
+    T_color_depth = np.linalg.inv(T_depth_color).astype(np.float32)
+    points = points @ T_color_depth[:3, :3].T + T_color_depth[:3, 3]
+    z = points[..., 2]
+    valid = (depth_m > 0) & (z > 1e-6)
+    z_safe = np.where(valid, z, 1.0)
+    u = np.rint(points[..., 0] / z_safe * intrinsics.fx + intrinsics.cx).astype(np.int64)
+    v = np.rint(points[..., 1] / z_safe * intrinsics.fy + intrinsics.cy).astype(np.int64)
+    valid &= (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    z, target = z[valid], (v * w + u)[valid]
+    far_first = np.argsort(-z, kind="stable")  # later writes win: the nearest point
+    out = np.zeros(h * w, dtype=np.float32)
+    out[target[far_first]] = z[far_first]
+    return out.reshape(h, w)
+
+
 def clean_depth(depth_m: np.ndarray, min_depth_m: float, max_depth_m: float) -> np.ndarray:
     """Depth with non-finite and out-of-range values set to 0 (invalid), float32."""
     depth = np.nan_to_num(np.asarray(depth_m, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
