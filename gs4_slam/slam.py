@@ -149,6 +149,7 @@ class Slam:
         #: Keyframe id -> T_depth_color of the keyframes mapped at their colour's time:
         #: mapping refines those poses, the tracker and the trajectory use depth-time ones.
         self._keyframe_color_offsets: dict[int, np.ndarray] = {}
+        self._last_tracked: _TrackedPose | None = None
         self._frames_seen = 0
         self._warned_no_labels = False
 
@@ -192,8 +193,11 @@ class Slam:
         times["track_ms"] = _ms(t0)
         self._frames_seen += 1
         pose = tracked.T_world_cam
-        previous = self._trajectory[-1] if self._trajectory else None
+        # The motion to extrapolate to the colour's time: from the last well-tracked frame,
+        # never across a re-localisation's jump.
+        previous = None if tracked.relocalized else self._last_tracked
         self._trajectory.append(self._tracked_pose(frame.timestamp_s, pose, tracked.keyframe_id))
+        self._last_tracked = self._trajectory[-1] if tracked.status is not TrackingStatus.LOST else None
         due = self.config.mapping.integrate_every and self._frames_seen % self.config.mapping.integrate_every == 0
         if tracked.status is not TrackingStatus.LOST and (tracked.is_keyframe or due):
             t0 = time.perf_counter()
