@@ -79,6 +79,20 @@ def backproject(depth_m: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
     return vertices
 
 
+def _in_color_camera(depth_m: np.ndarray, intrinsics: Intrinsics, T_depth_color: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where each depth pixel's 3D point appears in the colour camera: u, v (px), its depth
+    there (m) and whether it has one (measured, in front of the camera); [H, W] each."""
+    points = backproject(depth_m.astype(np.float32), intrinsics)
+    T_color_depth = np.linalg.inv(T_depth_color).astype(np.float32)
+    points = points @ T_color_depth[:3, :3].T + T_color_depth[:3, 3]
+    z = points[..., 2]
+    valid = (depth_m > 0) & (z > 1e-6)
+    z_safe = np.where(valid, z, 1.0)
+    return (points[..., 0] / z_safe * intrinsics.fx + intrinsics.cx,
+            points[..., 1] / z_safe * intrinsics.fy + intrinsics.cy, z, valid)
+
+
 def gray_at_depth_time(gray: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics,
                        T_depth_color: np.ndarray) -> np.ndarray:
     """Resample ``gray`` [H, W] (taken from pose ``T_depth_color`` relative to the depth
@@ -92,14 +106,9 @@ def gray_at_depth_time(gray: np.ndarray, depth_m: np.ndarray, intrinsics: Intrin
     """
     h, w = depth_m.shape
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
-    z = depth_m.astype(np.float32)
-    points = backproject(z, intrinsics)
-    T_color_depth = np.linalg.inv(T_depth_color).astype(np.float32)
-    points = points @ T_color_depth[:3, :3].T + T_color_depth[:3, 3]
-    valid = (z > 0) & (points[..., 2] > 1e-6)
-    z_color = np.where(valid, points[..., 2], 1.0)
-    map_u = np.where(valid, points[..., 0] / z_color * intrinsics.fx + intrinsics.cx, u).astype(np.float32)
-    map_v = np.where(valid, points[..., 1] / z_color * intrinsics.fy + intrinsics.cy, v).astype(np.float32)
+    u_color, v_color, _, valid = _in_color_camera(depth_m, intrinsics, T_depth_color)
+    map_u = np.where(valid, u_color, u).astype(np.float32)
+    map_v = np.where(valid, v_color, v).astype(np.float32)
     return cv2.remap(gray, map_u, map_v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -113,14 +122,8 @@ def depth_at_color_time(depth_m: np.ndarray, intrinsics: Intrinsics, T_depth_col
     forward splat rather than a lookup: depth must not be interpolated across edges.
     """
     h, w = depth_m.shape
-    points = backproject(depth_m.astype(np.float32), intrinsics)
-    T_color_depth = np.linalg.inv(T_depth_color).astype(np.float32)
-    points = points @ T_color_depth[:3, :3].T + T_color_depth[:3, 3]
-    z = points[..., 2]
-    valid = (depth_m > 0) & (z > 1e-6)
-    z_safe = np.where(valid, z, 1.0)
-    u = np.rint(points[..., 0] / z_safe * intrinsics.fx + intrinsics.cx).astype(np.int64)
-    v = np.rint(points[..., 1] / z_safe * intrinsics.fy + intrinsics.cy).astype(np.int64)
+    u_color, v_color, z, valid = _in_color_camera(depth_m, intrinsics, T_depth_color)
+    u, v = np.rint(u_color).astype(np.int64), np.rint(v_color).astype(np.int64)
     valid &= (u >= 0) & (u < w) & (v >= 0) & (v < h)
     z, target = z[valid], (v * w + u)[valid]
     far_first = np.argsort(-z, kind="stable")  # later writes win: the nearest point
