@@ -218,7 +218,7 @@ def pose_at_color_time(results, i: int, color_delay_s: float, max_gap_s: float =
     side; the pose as is without such a neighbour within ``max_gap_s``.
     """
     from gs4_slam.camera import Pose
-    from gs4_slam.tracking.lie import se3_exp, se3_log
+    from gs4_slam.tracking.lie import scaled_motion
 
     pose = results[i].T_world_cam
     j = i + 1 if color_delay_s > 0 else i - 1
@@ -227,8 +227,7 @@ def pose_at_color_time(results, i: int, color_delay_s: float, max_gap_s: float =
     dt_s = results[j].timestamp_s - results[i].timestamp_s
     if not 0.0 < abs(dt_s) <= max_gap_s:
         return pose
-    motion = se3_log(pose.inverse().matrix @ results[j].T_world_cam.matrix)
-    return Pose(pose.matrix @ se3_exp(motion * (color_delay_s / dt_s)))
+    return Pose(pose.matrix @ scaled_motion(pose.matrix, results[j].T_world_cam.matrix, color_delay_s / dt_s))
 
 
 def _run(args: argparse.Namespace) -> int:

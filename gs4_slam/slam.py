@@ -37,7 +37,7 @@ from gs4_slam.predictor.predictor import GaussianPredictor, PredictorConfig
 from gs4_slam.render import RenderOutput, render
 from gs4_slam.resources import find_data_file
 from gs4_slam.tracking import Tracker, TrackerConfig, TrackingStatus
-from gs4_slam.tracking.lie import se3_exp, se3_log
+from gs4_slam.tracking.lie import scaled_motion
 from gs4_slam.tracking.preprocess import Undistorter, depth_at_color_time
 
 log = logging.getLogger(__name__)
@@ -228,8 +228,7 @@ class Slam:
         dt_s = frame.timestamp_s - previous.timestamp_s
         if not 0.0 < dt_s <= _MAX_MOTION_GAP_S:
             return frame, pose
-        motion = se3_log(previous.T_world_cam.inverse().matrix @ pose.matrix)
-        T_depth_color = se3_exp(motion * (delay_s / dt_s))
+        T_depth_color = scaled_motion(previous.T_world_cam.matrix, pose.matrix, delay_s / dt_s)
         if keyframe_id is not None:
             self._keyframe_color_offsets[keyframe_id] = T_depth_color
         depth = depth_at_color_time(frame.depth_m, frame.intrinsics, T_depth_color)

@@ -72,6 +72,13 @@ def inverse(matrix: np.ndarray) -> np.ndarray:
     return out
 
 
+def scaled_motion(T_a: np.ndarray, T_b: np.ndarray, fraction: float) -> np.ndarray:
+    """``fraction`` of the camera motion from pose ``T_a`` to ``T_b`` (both [4, 4], world from
+    camera), as a [4, 4] transform in ``T_a``'s frame: constant velocity along the screw
+    motion (beyond ``T_b`` for a fraction above 1, backwards for a negative one)."""
+    return se3_exp(se3_log(inverse(T_a) @ T_b) * fraction)
+
+
 def orthonormalize(matrix: np.ndarray) -> np.ndarray:
     """Nearest rigid transform (rotation projected onto SO(3) by SVD).
 

@@ -37,7 +37,7 @@ from gs4_slam import config as config_io
 from gs4_slam.camera import Intrinsics, Pose
 from gs4_slam.frame import Frame
 from gs4_slam.tracking.keyframes import Keyframe, KeyframePolicy, KeyframeStore
-from gs4_slam.tracking.lie import inverse, motion_magnitude, orthonormalize, se3_exp, se3_log
+from gs4_slam.tracking.lie import inverse, motion_magnitude, orthonormalize, scaled_motion
 from gs4_slam.tracking.preprocess import Undistorter, build_pyramid, clean_depth, gray_at_depth_time, to_gray
 from gs4_slam.tracking.solver import (
     Alignment,
@@ -564,11 +564,10 @@ class Tracker:
         T_last = self._T_world_last
         if not self.config.constant_velocity or self._T_world_prev is None or self._dt_prev_s is None:
             return T_last
-        twist = self._last_motion()
         # Frames can be dropped or strided: scale the last motion by the time ratio
         # (without usable timestamps, frames are taken as evenly spaced).
         ratio = self._frame_gap(timestamp_s) / self._dt_prev_s
-        return orthonormalize(T_last @ se3_exp(twist * min(ratio, 3.0)))
+        return orthonormalize(T_last @ scaled_motion(self._T_world_prev, T_last, min(ratio, 3.0)))
 
     def _motion_over(self, delay_s: float) -> np.ndarray | None:
         """Camera motion [4, 4] over ``delay_s`` at the last inter-frame velocity, or
@@ -582,11 +581,7 @@ class Tracker:
                              "keep their colour as taken (warned once)", 1000 * delay_s, 100 * _MAX_COMPENSATED_DELAY)
                 self._warned_delay = True
             return None
-        return se3_exp(self._last_motion() * (delay_s / self._dt_prev_s))
-
-    def _last_motion(self) -> np.ndarray:
-        """Twist [6] from the good pose before the last to the last (callers check both exist)."""
-        return se3_log(inverse(self._T_world_prev) @ self._T_world_last)
+        return scaled_motion(self._T_world_prev, self._T_world_last, delay_s / self._dt_prev_s)
 
     def _frame_gap(self, timestamp_s: float) -> float:
         """Seconds since the last good frame; a nominal 1/30 s without usable timestamps."""
