@@ -8,8 +8,8 @@ Records the topics a RealSense driver publishes for SLAM (colour, aligned depth,
 camera_info; labels and ground truth when the dataset player provides them) as
 their publishers appear, with the publishers' reliability, each message's
 serialised bytes exactly as received and the receive time as the bag time. Stops
-after ``--duration``, ``--idle-stop`` seconds after the last message, or on Ctrl-C /
-SIGTERM, and always closes the bag properly.
+after ``--duration``, ``--idle-stop`` seconds after the last message once the topics'
+publishers have gone, or on Ctrl-C / SIGTERM, and always closes the bag properly.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class RecordConfig:
     topics: tuple[str, ...] = DEFAULT_TOPICS
     namespace: str = ""
     duration_s: float = 0.0  # 0: until stopped
-    idle_stop_s: float = 0.0  # stop this long after the last message (0: never)
+    idle_stop_s: float = 0.0  # stop this long after the last message, once no publisher is left (0: never)
     storage: str = "sqlite3"
     version: int = 8
 
@@ -58,8 +58,10 @@ class Recorder:
     def __init__(self, node, writer, topics: list[str]) -> None:
         self.node = node
         self.writer = writer
+        self.topics = list(topics)
         self.pending = list(topics)
         self.last_message_at: float | None = None
+        self.last_publisher_at: float | None = None
         self._subscriptions = []
 
     def discover(self) -> None:
@@ -77,6 +79,17 @@ class Recorder:
             self._subscriptions.append(self.node.create_subscription(
                 message_class(type_name), topic, self._writer_of(topic), self._qos(publishers), raw=True))
             log.info("recording %s (%s)", topic, type_name)
+
+    def note_publishers(self) -> None:
+        """Remember when a recorded topic last had a publisher (a paused player is not idle)."""
+        if any(self.node.count_publishers(topic) for topic in self.topics if topic not in self.pending):
+            self.last_publisher_at = time.monotonic()
+
+    def idle_s(self) -> float | None:
+        """Seconds since the last message or the last publisher, whichever is later (None: nothing yet)."""
+        if self.last_message_at is None:
+            return None
+        return time.monotonic() - max(self.last_message_at, self.last_publisher_at or 0.0)
 
     @staticmethod
     def _qos(publishers):
@@ -125,12 +138,13 @@ def record(config: RecordConfig) -> dict[str, int]:
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     recorder = Recorder(node, writer, config.resolved_topics())
-    start = next_discovery = time.monotonic()
+    start = next_graph_check = time.monotonic()
     try:
         while not stop.set and not _done(config, recorder, start):
-            if recorder.pending and time.monotonic() >= next_discovery:
+            if time.monotonic() >= next_graph_check:
                 recorder.discover()
-                next_discovery = time.monotonic() + 0.5
+                recorder.note_publishers()
+                next_graph_check = time.monotonic() + 0.5
             executor.spin_once(timeout_sec=0.05)
     finally:
         executor.shutdown()
@@ -144,8 +158,8 @@ def _done(config: RecordConfig, recorder: Recorder, start: float) -> bool:
     now = time.monotonic()
     if config.duration_s > 0 and now - start >= config.duration_s:
         return True
-    last = recorder.last_message_at
-    return config.idle_stop_s > 0 and last is not None and now - last >= config.idle_stop_s
+    idle_s = recorder.idle_s()
+    return config.idle_stop_s > 0 and idle_s is not None and idle_s >= config.idle_stop_s
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -184,7 +198,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--namespace", default="", help="namespace of relative topics (default: none)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: never)")
     parser.add_argument("--idle-stop", type=float, default=0.0,
-                        help="stop this many seconds after the last message (0: never)")
+                        help="stop this many seconds after the last message, once the recorded topics have no "
+                        "publisher left (a paused player keeps the recording open; 0: never)")
     parser.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3")
     parser.add_argument("--bag-version", type=int, choices=(8, 9), default=8,
                         help="rosbag2 format: 8 is read by Iron and newer, 9 by Jazzy and newer (default 8)")

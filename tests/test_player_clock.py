@@ -177,3 +177,36 @@ def test_replay_and_record_commands_are_registered():
     assert (args.kind, args.generate, args.stride, args.start, args.param) == ("synthetic", True, 2, None, ["a:=1"])
     args = parser.parse_args(["record", "--out", "bag", "--idle-stop", "3"])
     assert args.idle_stop == 3.0 and args.storage == "sqlite3"
+
+
+class FakeGraph:
+    """The part of an rclpy node the recorder's idle check asks: who publishes a topic."""
+
+    def __init__(self, publishers: int) -> None:
+        self.publishers = publishers
+
+    def count_publishers(self, _topic: str) -> int:
+        return self.publishers
+
+
+def test_record_idle_stop_waits_while_a_publisher_is_left(tmp_path):
+    """A replay's player pauses while slam_node catches up: a quiet but present publisher is not idle."""
+    import time
+
+    from gs4_slam.record_command import Recorder, RecordConfig, _done
+
+    config = RecordConfig(out=tmp_path / "bag", idle_stop_s=3.0)
+    graph = FakeGraph(publishers=1)
+    recorder = Recorder(graph, writer=None, topics=["/camera/color/image_raw"])
+    recorder.pending.clear()  # subscribed
+    start = time.monotonic() - 60.0
+    assert not _done(config, recorder, start)  # nothing received yet
+    recorder.last_message_at = time.monotonic() - 10.0
+    recorder.note_publishers()
+    assert not _done(config, recorder, start)  # paused player: 10 s without a message
+    graph.publishers = 0
+    recorder.last_publisher_at = time.monotonic() - 2.0
+    recorder.note_publishers()
+    assert not _done(config, recorder, start)  # gone only 2 s ago: messages may still be on their way
+    recorder.last_publisher_at = time.monotonic() - 3.5
+    assert _done(config, recorder, start)

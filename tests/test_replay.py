@@ -62,6 +62,7 @@ class Runs:
     from_bag: Path  # replay output of the bag
     folder_log: str
     record_log: str
+    from_bag_log: str
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,8 @@ def runs(tmp_path_factory) -> Runs:
         if recorder.poll() is None:
             recorder.kill()
     from_bag = gs4_slam(*replay_args("bag", bag, base / "from_bag", "replay_b"), log=base / "from_bag.log")
-    finish(from_bag, base / "from_bag.log", 240)
-    return Runs(room, base / "folder", bag, base / "from_bag", folder_log, record_log)
+    from_bag_log = finish(from_bag, base / "from_bag.log", 240)
+    return Runs(room, base / "folder", bag, base / "from_bag", folder_log, record_log, from_bag_log)
 
 
 def trajectory(out: Path, name: str = "trajectory.txt") -> np.ndarray:
@@ -142,10 +143,14 @@ def test_recorded_bag_replays_into_the_same_trajectory(runs):
                   "camera/labels/image_raw", "ground_truth/pose"):
         assert f"/replay_a/{topic}" in runs.record_log, runs.record_log
     folder, from_bag = trajectory(runs.folder, "trajectory_live.txt"), trajectory(runs.from_bag, "trajectory_live.txt")
-    assert folder.shape == from_bag.shape == (FRAMES, 8)
+    assert folder.shape == (FRAMES, 8)
+    assert f"{FRAMES}  /replay_a/camera/color/image_raw" in runs.record_log, runs.record_log  # nothing lost recording
+    metrics = json.loads((runs.from_bag / "metrics.json").read_text())
+    assert (metrics["frames"], metrics["processed_frames"], metrics["dropped_frames"]) == (FRAMES, FRAMES, 0), \
+        runs.from_bag_log[-3000:]
+    assert from_bag.shape == (FRAMES, 8)
     assert np.allclose(folder[:, 0], from_bag[:, 0], atol=1e-6)  # the dataset's stamps survive the bag
     assert np.max(np.abs(folder[:, 1:] - from_bag[:, 1:])) < 1e-6
     # The refined trajectories agree less closely (see the test above).
     assert np.max(np.abs(trajectory(runs.folder)[:, 1:] - trajectory(runs.from_bag)[:, 1:])) < 1e-3
-    metrics = json.loads((runs.from_bag / "metrics.json").read_text())
     assert metrics["dataset"] == "bag:bag" and "ate_cm" in metrics and "miou" in metrics  # truth and labels recorded

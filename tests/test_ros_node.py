@@ -263,7 +263,7 @@ def test_invalid_parameter_stops_the_node_with_a_message(ros, tmp_path):
 
 @pytest.mark.slow
 def test_overload_drops_are_counted_and_memory_stays_flat(ros, tmp_path):
-    """Frames at (at least) 3x the processing rate: the queue drops the oldest, counts it, memory is flat.
+    """Frames at (at least) 3x the processing rate: the queue drops the oldest, counts it, memory levels off.
 
     The camera moves back and forth over 4 frames with mapping inline, so the pipeline's own
     memory stays flat (a map that keeps growing would hide what this test is about: the node's
@@ -297,11 +297,14 @@ def test_overload_drops_are_counted_and_memory_stays_flat(ros, tmp_path):
         assert status.dropped_frames > 0.5 * published
         assert published - 2 <= status.input_frames <= published  # a loss after the last arrival has no gap to show
         assert status.input_frames - status.processed_frames - status.dropped_frames <= 3  # queued + in progress
-        # Renders and allocator arenas make RSS step and spike; a growing queue would raise its
-        # level steadily (~40 MB/s at this input), so compare the typical level early and late.
-        third = len(rss_samples) // 3
-        early, late = np.median(rss_samples[:third]), np.median(rss_samples[-third:])
-        assert late - early < 80.0, f"node memory grew from {early:.0f} to {late:.0f} MB: {rss_samples}"
+        # Renders and allocator arenas make RSS step and spike, and with other processes
+        # loading both cores the node's anonymous memory rose by 120-160 MB over the first
+        # ~25 s and then stayed level (measured here and in CI). A growing queue would raise
+        # the level steadily (~40 MB/s at this input, >= 200 MB per quarter of the samples),
+        # so compare the typical level of the last two quarters.
+        quarter = len(rss_samples) // 4
+        third_q, last_q = np.median(rss_samples[-2 * quarter:-quarter]), np.median(rss_samples[-quarter:])
+        assert last_q - third_q < 80.0, f"node memory grew from {third_q:.0f} to {last_q:.0f} MB: {rss_samples}"
         assert node.poll() is None
     finally:
         ros.stop(player)

@@ -170,6 +170,9 @@ class ReplaySession:
         try:
             node = self._start("slam_node", NODE_MODULE, params_file, node_overrides, {
                 "output_dir": json.dumps(str(out_dir)), "queue_size": str(self.options.node_queue_size),
+                # The player publishes in bursts faster than the node's executor may take them
+                # (it shares the cores with the pipeline): DDS keeps as many as the queue holds.
+                "input_depth": str(self.options.node_queue_size),
                 "status_rate_hz": repr(float(self.options.status_rate_hz))})
             # A caller may wait for more subscribers (a recorder too); the rest the session relies on.
             player = self._start("dataset_player", PLAYER_MODULE, params_file,

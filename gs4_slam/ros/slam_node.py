@@ -142,7 +142,7 @@ class SlamNode(Node):
         s = self.settings
         inputs, services = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         reliability = ReliabilityPolicy.RELIABLE if s.input_reliable else ReliabilityPolicy.BEST_EFFORT
-        qos = QoSProfile(depth=10, reliability=reliability)
+        qos = QoSProfile(depth=s.input_depth, reliability=reliability)
         self._topics = [COLOR_TOPIC, DEPTH_TOPIC] + ([LABELS_TOPIC] if s.use_labels else [])
         self._inputs = create_synchronized_subscriptions(self, [(Image, t) for t in self._topics], qos,
                                                          s.sync_queue_size, s.sync_slop_s, self._on_frame, inputs,
