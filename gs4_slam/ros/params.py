@@ -55,7 +55,7 @@ class NodeConfig:
     external_pose_max_age_s: float = 0.05  # an external pose farther in time than this is not used
     queue_size: int = 1  # frames waiting for the pipeline; on overflow the oldest is dropped and counted (1: freshest)
     sync_queue_size: int = 10  # messages per input kept by the synchroniser
-    input_depth: int = 10  # DDS history per input topic: messages held while the node's executor is busy (beyond it the oldest are lost; a gap is counted, a loss before the first arrival is not)
+    input_depth: int = 10  # DDS history per input: messages held while the executor is busy (beyond: oldest lost)
     sync_slop_s: float = 0.02  # largest stamp difference within a synchronised set
     map_cloud_rate_hz: float = 0.5  # ~/map_cloud publish rate (0: off)
     map_cloud_max_points: int = 200_000  # larger maps are evenly subsampled in the cloud (0: all)
