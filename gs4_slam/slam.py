@@ -367,6 +367,10 @@ class Slam:
             with self.backend.lock:
                 self.backend.map = loaded
             self.tracker.reset()
+            # The tracker starts over (keyframe ids from 0): no motion to extrapolate across
+            # the jump, and no colour offset may attach to a new keyframe with an old id.
+            self._last_tracked = None
+            self._keyframe_color_offsets.clear()
 
     def reset(self) -> None:
         with self._lock:

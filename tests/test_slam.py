@@ -355,7 +355,7 @@ def test_trajectory_follows_the_refined_pose_of_its_keyframe(frames):
         slam.close()
 
 
-def test_frames_are_mapped_at_their_colours_time(frames):
+def test_frames_are_mapped_at_their_colours_time(frames, tmp_path):
     delay_s = 0.012  # colour taken 12 ms after depth, as TUM's Kinect does
     delayed = [dataclasses.replace(f, color_delay_s=delay_s) for f in frames[:15]]
     mapping = {"optimization": {"optimize_poses": False}}
@@ -379,6 +379,10 @@ def test_frames_are_mapped_at_their_colours_time(frames):
                    for k in slam.tracker.keyframes)
         assert all(np.allclose(a.matrix, b.matrix) for (_, a), (_, b) in zip(slam.trajectory(refined=False),
                                                                           slam.trajectory()))
+        # A loaded map restarts tracking: nothing of the colour-time state may carry over.
+        slam.save_map(tmp_path / "map.ply")
+        slam.load_map(tmp_path / "map.ply")
+        assert slam._last_tracked is None and not slam._keyframe_color_offsets
     finally:
         slam.close()
         plain.close()
