@@ -82,7 +82,7 @@ class Recorder:
 
     def note_publishers(self) -> None:
         """Remember when a recorded topic last had a publisher (a paused player is not idle)."""
-        if any(self.node.count_publishers(topic) for topic in self.topics if topic not in self.pending):
+        if any(self.node.count_publishers(topic) for topic in self.topics):
             self.last_publisher_at = time.monotonic()
 
     def idle_s(self) -> float | None:

@@ -198,7 +198,6 @@ def test_record_idle_stop_waits_while_a_publisher_is_left(tmp_path):
     config = RecordConfig(out=tmp_path / "bag", idle_stop_s=3.0)
     graph = FakeGraph(publishers=1)
     recorder = Recorder(graph, writer=None, topics=["/camera/color/image_raw"])
-    recorder.pending.clear()  # subscribed
     start = time.monotonic() - 60.0
     assert not _done(config, recorder, start)  # nothing received yet
     recorder.last_message_at = time.monotonic() - 10.0
